@@ -1,0 +1,46 @@
+# clean: filter each source, then deduplicate across all of them.
+
+
+rule filter_source:
+    input:
+        f"{RESULTS}/docs/{{source}}.parquet",
+    output:
+        kept=f"{RESULTS}/clean/{{source}}.parquet",
+        rejected=f"{RESULTS}/clean/{{source}}.rejected.parquet",
+        stats=f"{RESULTS}/clean/{{source}}.stats.json",
+    log:
+        f"{RESULTS}/logs/filter_source/{{source}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/filter_source/{{source}}.tsv"
+    params:
+        lang=lambda wc: source_lang(wc.source),
+        settings=config["filter"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=480,
+    script:
+        "../scripts/filter_source.py"
+
+
+rule dedup_corpus:
+    input:
+        expand(f"{RESULTS}/clean/{{source}}.parquet", source=SOURCES),
+    output:
+        docs=expand(f"{RESULTS}/dedup/{{source}}.parquet", source=SOURCES),
+        clusters=f"{RESULTS}/dedup/clusters.parquet",
+        stats=f"{RESULTS}/dedup/stats.json",
+    log:
+        f"{RESULTS}/logs/dedup_corpus/dedup.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dedup_corpus/dedup.tsv"
+    params:
+        sources=SOURCES,
+        langs={s: source_lang(s) for s in SOURCES},
+        settings=config["dedup"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=480,
+    script:
+        "../scripts/dedup_corpus.py"

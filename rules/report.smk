@@ -1,0 +1,39 @@
+# report: plots and tables for `snakemake --report`.
+
+
+rule corpus_report:
+    input:
+        normalise=expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
+        filter=expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),
+        rejected=expand(f"{RESULTS}/clean/{{source}}.rejected.parquet", source=SOURCES),
+        norm_rejected=expand(f"{RESULTS}/docs/{{source}}.rejected.parquet", source=SOURCES),
+        quarantine=expand(f"{RESULTS}/docs/{{source}}.quarantine.parquet", source=SOURCES),
+        dedup=f"{RESULTS}/dedup/stats.json",
+        clusters=f"{RESULTS}/dedup/clusters.parquet",
+    output:
+        funnel=report(
+            f"{RESULTS}/report/funnel.png",
+            category="Corpus",
+            caption="../report/funnel.rst",
+        ),
+        rejections=report(
+            f"{RESULTS}/report/rejections.html",
+            category="Corpus",
+            caption="../report/rejections.rst",
+        ),
+        clusters=report(
+            f"{RESULTS}/report/dedup_clusters.png",
+            category="Corpus",
+            caption="../report/dedup_clusters.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/corpus_report/report.log",
+    params:
+        sources=SOURCES,
+        examples=config["report"]["examples_per_rule"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/corpus_report.py"

@@ -1,0 +1,108 @@
+"""Load and validate the workflow config against ``config/schema.yaml``.
+
+All problems are collected and reported at once, each naming its key
+(``sources.c4.lang: 'fr' is not one of ['zh', 'en', 'code']``), as litgpt does.
+Defaults from the schema are filled in, so code downstream never needs
+``.get(key, default)`` with a second copy of the default.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from cama.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def _with_defaults(validator_class):
+    """A validator that also writes each property's ``default`` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        # name the unknown key itself, not only its parent
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        pattern = error.schema.get("patternProperties")
+        if pattern:
+            extra = [k for k in extra if not any(re.search(p, k) for p in pattern)]
+        parent = _key(error)
+        keys = [f"{parent}.{k}" if parent != "<top level>" else k for k in extra]
+        return "; ".join(f"{k}: unknown key" for k in keys) or f"{parent}: {error.message}"
+    return f"{_key(error)}: {error.message}"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises ``ConfigError`` listing every problem, each naming its key.
+    """
+    schema = schema or load_schema()
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [_describe(e) for e in errors]
+    problems += _cross_checks(config) if not problems else []
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _cross_checks(config: dict) -> list[str]:
+    """Rules that JSON Schema cannot say, each naming its key."""
+    problems = []
+    mh = config.get("dedup", {}).get("minhash", {})
+    if mh and mh["bands"] * mh["rows"] > mh["num_perm"]:
+        problems.append(
+            f"dedup.minhash: bands × rows = {mh['bands'] * mh['rows']} exceeds num_perm = {mh['num_perm']}"
+        )
+    return problems
+
+
+def load_config(path: str | Path, schema: dict | None = None) -> dict:
+    """Read a YAML config file and validate it. Errors name the file too."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return validate_config(config, schema)
+    except ConfigError as e:
+        raise ConfigError([f"{path}: {p}" for p in e.problems]) from None
+
+
+def get(config: dict, dotted: str) -> Any:
+    """``get(config, "dedup.minhash.bands")``: for messages and tests."""
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
