@@ -1,0 +1,75 @@
+"""The config schema: defaults are filled, and every mistake names its key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cama.config import load_config, validate_config
+from cama.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "config" / "config.yaml"
+
+
+@pytest.fixture
+def demo():
+    return yaml.safe_load(DEMO.read_text())
+
+
+def test_demo_config_is_valid_and_gets_defaults(demo):
+    config = validate_config(demo)
+    assert config["sources"]["c4_en"]["format"] == "auto"  # default filled in
+    assert config["download"]["retries"] == 5
+    assert config["filter"]["pii"]["enabled"] is True
+
+
+def test_unknown_top_level_key_is_named(demo):
+    demo["sourcez"] = {}
+    with pytest.raises(ConfigError, match=r"sourcez: unknown key"):
+        validate_config(demo)
+
+
+def test_unknown_nested_key_is_named_with_its_path(demo):
+    demo["dedup"]["minhash"]["bandz"] = 3
+    with pytest.raises(ConfigError, match=r"dedup\.minhash\.bandz: unknown key"):
+        validate_config(demo)
+
+
+def test_wrong_type_is_named_with_its_path(demo):
+    demo["download"]["retries"] = "many"
+    with pytest.raises(ConfigError, match=r"download\.retries: 'many' is not of type 'integer'"):
+        validate_config(demo)
+
+
+def test_bad_enum_in_a_source_names_the_source(demo):
+    demo["sources"]["c4_en"]["lang"] = "fr"
+    with pytest.raises(ConfigError, match=r"sources\.c4_en\.lang: 'fr' is not one of"):
+        validate_config(demo)
+
+
+def test_all_problems_are_reported_at_once(demo):
+    demo["download"]["retries"] = -1
+    demo["normalise"]["unicode_form"] = "NFD"
+    with pytest.raises(ConfigError) as err:
+        validate_config(demo)
+    assert len(err.value.problems) == 2
+    assert "download.retries" in str(err.value) and "normalise.unicode_form" in str(err.value)
+
+
+def test_bands_times_rows_must_fit_num_perm(demo):
+    demo["dedup"]["minhash"].update(num_perm=64, bands=20, rows=5)
+    with pytest.raises(ConfigError, match=r"dedup\.minhash: bands × rows = 100 exceeds num_perm = 64"):
+        validate_config(demo)
+
+
+def test_load_config_names_the_file(tmp_path, demo):
+    bad = copy.deepcopy(demo)
+    bad["results"] = 3
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=rf"{path}: results: 3 is not of type 'string'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
