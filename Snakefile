@@ -13,7 +13,6 @@ if not workflow.config_settings.configfiles:
     configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
-
 report: "report/workflow.rst"
 
 
@@ -24,6 +23,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

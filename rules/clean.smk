@@ -12,13 +12,15 @@ rule filter_source:
         f"{RESULTS}/logs/filter_source/{{source}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/filter_source/{{source}}.tsv"
-    params:
-        lang=lambda wc: source_lang(wc.source),
-        settings=config["filter"],
+    conda:
+        "../envs/corpus.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=480,
+    params:
+        lang=lambda wc: source_lang(wc.source),
+        settings=config["filter"],
     script:
         "../scripts/filter_source.py"
 
@@ -34,13 +36,15 @@ rule dedup_corpus:
         f"{RESULTS}/logs/dedup_corpus/dedup.log",
     benchmark:
         f"{RESULTS}/benchmarks/dedup_corpus/dedup.tsv"
-    params:
-        sources=SOURCES,
-        langs={s: source_lang(s) for s in SOURCES},
-        settings=config["dedup"],
+    conda:
+        "../envs/corpus.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=480,
+    params:
+        sources=SOURCES,
+        langs={s: source_lang(s) for s in SOURCES},
+        settings=config["dedup"],
     script:
         "../scripts/dedup_corpus.py"

@@ -2,7 +2,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works without pip install -e too
+sys.path.insert(
+    0, str(Path(workflow.basedir) / "src")
+)  # works without pip install -e too
 
 from cama.config import validate_config
 

@@ -8,14 +8,16 @@ rule download_source:
         f"{RESULTS}/logs/download_source/{{source}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/download_source/{{source}}.tsv"
-    params:
-        spec=lambda wc: config["sources"][wc.source],
-        settings=config["download"],
-        workdir=workflow.basedir,
+    conda:
+        "../envs/corpus.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=240,
+    params:
+        spec=lambda wc: config["sources"][wc.source],
+        settings=config["download"],
+        workdir=workflow.basedir,
     script:
         "../scripts/download_source.py"
 
@@ -32,12 +34,14 @@ rule normalise_source:
         f"{RESULTS}/logs/normalise_source/{{source}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/normalise_source/{{source}}.tsv"
-    params:
-        spec=lambda wc: config["sources"][wc.source],
-        settings=config["normalise"],
+    conda:
+        "../envs/corpus.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        spec=lambda wc: config["sources"][wc.source],
+        settings=config["normalise"],
     script:
         "../scripts/normalise_source.py"

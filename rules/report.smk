@@ -6,8 +6,12 @@ rule corpus_report:
         normalise=expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
         filter=expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),
         rejected=expand(f"{RESULTS}/clean/{{source}}.rejected.parquet", source=SOURCES),
-        norm_rejected=expand(f"{RESULTS}/docs/{{source}}.rejected.parquet", source=SOURCES),
-        quarantine=expand(f"{RESULTS}/docs/{{source}}.quarantine.parquet", source=SOURCES),
+        norm_rejected=expand(
+            f"{RESULTS}/docs/{{source}}.rejected.parquet", source=SOURCES
+        ),
+        quarantine=expand(
+            f"{RESULTS}/docs/{{source}}.quarantine.parquet", source=SOURCES
+        ),
         dedup=f"{RESULTS}/dedup/stats.json",
         clusters=f"{RESULTS}/dedup/clusters.parquet",
     output:
@@ -28,12 +32,14 @@ rule corpus_report:
         ),
     log:
         f"{RESULTS}/logs/corpus_report/report.log",
-    params:
-        sources=SOURCES,
-        examples=config["report"]["examples_per_rule"],
+    conda:
+        "../envs/corpus.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        sources=SOURCES,
+        examples=config["report"]["examples_per_rule"],
     script:
         "../scripts/corpus_report.py"
