@@ -9,6 +9,10 @@ Output::
         <files>              # basename for URLs, path under the glob base for globs, repo path for hub
         manifest.json        # {"source", "uris", "files": [{"path", "url", "size", "sha256"}, ...], "total_bytes"}
 
+``url`` is the origin: the URL, the absolute local path, or ``hf://datasets/<owner>/<name>/<path>``
+(hub files also carry ``revision``, the commit they came from). Files are listed
+in uri order, and within a uri in sorted order.
+
 Atomicity: everything is built in a hidden sibling folder and renamed onto
 ``out_dir`` at the end, so an interrupted run leaves no ``out_dir``. HTTP bodies
 are the exception: they are written to ``<parent>/.partial/{source}/<file>.part``,
@@ -26,10 +30,11 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import urllib3
 
 from cama.corpus.sources import (
     HubRepo,
@@ -38,7 +43,6 @@ from cama.corpus.sources import (
     classify_uri,
     expand_path,
     local_matches,
-    matches_include,
     parse_hub_uri,
     url_filename,
 )
@@ -64,6 +68,15 @@ class FileEntry:
     sha256: str
     extra: dict = field(default_factory=dict)  # e.g. the hub commit
 
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "url": self.url,
+            "size": self.size,
+            "sha256": self.sha256,
+            **self.extra,
+        }
+
 
 class _Transient(Exception):
     """A failure worth retrying (5xx, truncated body, dropped connection)."""
@@ -84,19 +97,16 @@ def download_source(name: str, spec: dict, out_dir: str, settings: dict, workdir
         files: list[FileEntry] = []
         taken: dict[str, str] = {MANIFEST: "<the manifest>"}
         for uri in uris:
-            for entry in _fetch_uri(name, uri, spec, settings, workdir, staging, partial, taken):
-                files.append(entry)
+            files += _fetch_uri(name, uri, spec, settings, workdir, staging, partial, taken)
         if not files:
             raise SourceError(f"source {name}: no files in {uris}")
-        check_sha256(name, files, spec.get("sha256"), staging)
+        check_sha256(name, files, spec.get("sha256"))
         manifest = {
             "source": name,
             "uris": uris,
-            "files": [{**asdict(f) | f.extra} for f in files],
+            "files": [f.to_json() for f in files],
             "total_bytes": sum(f.size for f in files),
         }
-        for f in manifest["files"]:
-            f.pop("extra")
         write_json(staging / MANIFEST, manifest)
         _replace_dir(staging, out)
     shutil.rmtree(partial, ignore_errors=True)
@@ -111,8 +121,12 @@ def download_source(name: str, spec: dict, out_dir: str, settings: dict, workdir
 
 @contextlib.contextmanager
 def _staging_dir(staging: Path) -> Iterator[Path]:
-    """A fresh temporary folder, removed unless the block renamed it away."""
-    shutil.rmtree(staging, ignore_errors=True)
+    """A fresh temporary folder, removed unless the block renamed it away.
+
+    Leftovers of killed runs (``kill -9`` skips the cleanup) are removed first.
+    """
+    for stale in staging.parent.glob(staging.name.rsplit("-", 1)[0] + "-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         yield staging
@@ -227,20 +241,27 @@ def expected_sha256(name: str, files: list[FileEntry], sha: str | dict | None) -
     wanted = {}
     for key, value in sha.items():
         # a key is the manifest path, or a file name when that is unambiguous
-        hits = [f.path for f in files if f.path == key] or [f.path for f in files if Path(f.path).name == key]
+        hits = [f.path for f in files if f.path == key] or [
+            f.path for f in files if Path(f.path).name == key
+        ]
         if len(hits) != 1:
             problem = "names no file" if not hits else f"names {len(hits)} files"
-            raise SourceError(f"source {name}: sha256 key {key!r} {problem} of {[f.path for f in files]}")
+            raise SourceError(
+                f"source {name}: sha256 key {key!r} {problem} of {[f.path for f in files]}"
+            )
         wanted[hits[0]] = value
     return wanted
 
 
-def check_sha256(name: str, files: list[FileEntry], sha: str | dict | None, staging: Path) -> None:
+def check_sha256(name: str, files: list[FileEntry], sha: str | dict | None) -> None:
     """Compare each file with its expected hash; a mismatch is a SourceError naming file, expected and got."""
+    wanted = expected_sha256(name, files, sha)
     for f in files:
-        want = expected_sha256(name, files, sha).get(f.path)
+        want = wanted.get(f.path)
         if want and want != f.sha256:
-            raise SourceError(f"source {name}: sha256 mismatch for {f.path} ({f.url}): expected {want}, got {f.sha256}")
+            raise SourceError(
+                f"source {name}: sha256 mismatch for {f.path} ({f.url}): expected {want}, got {f.sha256}"
+            )
 
 
 # --- HTTP ---------------------------------------------------------------------------------
@@ -261,7 +282,9 @@ def fetch_url(
     return FileEntry(rel, url, dest.stat().st_size, sha)
 
 
-def download_with_retries(url: str, part: Path, settings: dict, sleep: Callable[[float], None] = time.sleep) -> Path:
+def download_with_retries(
+    url: str, part: Path, settings: dict, sleep: Callable[[float], None] = time.sleep
+) -> Path:
     """Fetch ``url`` into ``part``, retrying transient failures with exponential back-off.
 
     The bytes already in ``part`` survive every failure, so each retry (and the next
@@ -276,10 +299,13 @@ def download_with_retries(url: str, part: Path, settings: dict, sleep: Callable[
             try:
                 fetch_once(session, url, part, timeout)
                 return part
-            except (_Transient, requests.ConnectionError, requests.Timeout) as e:
-                # ChunkedEncodingError (a truncated body) is a ConnectionError subclass? No: catch it below.
-                error = e
-            except requests.exceptions.ChunkedEncodingError as e:
+            except (
+                _Transient,
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
+                # all of these leave the bytes that arrived in `part`: the next try resumes there
                 error = e
             if attempt == retries:
                 break
@@ -298,14 +324,23 @@ def fetch_once(session: requests.Session, url: str, part: Path, timeout: float) 
     Raises ``_Transient`` for what a retry may fix and ``SourceError`` for what it will not.
     """
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-", "Accept-Encoding": "identity"} if have else {"Accept-Encoding": "identity"}
+    headers = (
+        {"Range": f"bytes={have}-", "Accept-Encoding": "identity"}
+        if have
+        else {"Accept-Encoding": "identity"}
+    )
     with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
         if r.status_code == 416 and have:
             # our part is as long as (or longer than) the file: done, or stale
             total = _total_from_content_range(r.headers.get("Content-Range", ""))
             if total == have:
                 return
-            logger.warning("%s: server refused range from byte %d (file is %s bytes); restarting", url, have, total)
+            logger.warning(
+                "%s: server refused range from byte %d (file is %s bytes); restarting",
+                url,
+                have,
+                total,
+            )
             part.unlink()
             raise _Transient(f"HTTP 416 for bytes={have}-; partial file discarded")
         if r.status_code in RETRY_STATUS or r.status_code >= 500:
@@ -317,7 +352,9 @@ def fetch_once(session: requests.Session, url: str, part: Path, timeout: float) 
             m = _CONTENT_RANGE.match(r.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != have:
                 part.unlink(missing_ok=True)  # not the range we asked for: start over
-                raise _Transient(f"unexpected Content-Range {r.headers.get('Content-Range')!r} for bytes={have}-")
+                raise _Transient(
+                    f"unexpected Content-Range {r.headers.get('Content-Range')!r} for bytes={have}-"
+                )
             total = None if m.group(3) == "*" else int(m.group(3))
         else:
             # 200: the server ignored our Range (or there was none); the body is the whole file
@@ -328,7 +365,7 @@ def fetch_once(session: requests.Session, url: str, part: Path, timeout: float) 
             total = int(length) if length and length.isdigit() else None
         if start:
             logger.info("%s: resuming at byte %d", url, start)
-        _write_body(r, part, mode, start, total, url)
+        _write_body(r, part, mode, start, total)
 
 
 def _total_from_content_range(value: str) -> int | None:
@@ -336,15 +373,29 @@ def _total_from_content_range(value: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _write_body(r: requests.Response, part: Path, mode: str, start: int, total: int | None, url: str) -> None:
-    """Stream the body into ``part``, flushing as it goes so a crash keeps what arrived."""
+def _write_body(r: requests.Response, part: Path, mode: str, start: int, total: int | None) -> None:
+    """Stream the body into ``part`` as it arrives, so a dropped connection keeps what came.
+
+    The raw stream is read, not ``iter_content``: it returns the bytes exactly as
+    served (no Content-Encoding decoding of a .gz), and it hands over every byte
+    received before the connection broke, where ``iter_content`` loses the last
+    partial chunk.
+    """
     bar = progress(
-        total=total, initial=start, unit="B", unit_scale=True, desc=part.name, disable=(total or 0) < PROGRESS_MIN_BYTES
+        total=total,
+        initial=start,
+        unit="B",
+        unit_scale=True,
+        desc=part.name,
+        disable=(total or 0) < PROGRESS_MIN_BYTES,
     )
     with bar, open(part, mode) as f:
-        for chunk in r.iter_content(CHUNK_BYTES):
-            f.write(chunk)
-            bar.update(len(chunk))
+        try:
+            while chunk := r.raw.read(CHUNK_BYTES, decode_content=False):
+                f.write(chunk)
+                bar.update(len(chunk))
+        except urllib3.exceptions.HTTPError as e:  # IncompleteRead, ReadTimeout, reset
+            raise _Transient(f"connection broken after {f.tell()} bytes: {e}") from e
     size = part.stat().st_size
     if total is not None and size != total:
         raise _Transient(f"body truncated: have {size} of {total} bytes")
@@ -371,8 +422,13 @@ def fetch_hub(
     huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME and HF_HUB_CACHE itself;
     with HF_HUB_OFFLINE=1 a warm cache is enough.
     """
+    from huggingface_hub import constants as hub_constants
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
     from huggingface_hub.utils import filter_repo_objects
 
     revision = spec.get("revision", "main")
@@ -383,7 +439,10 @@ def fetch_hub(
         try:
             folder = Path(
                 snapshot_download(
-                    repo.repo_id, repo_type=repo.repo_type, revision=revision, allow_patterns=patterns
+                    repo.repo_id,
+                    repo_type=repo.repo_type,
+                    revision=revision,
+                    allow_patterns=patterns,
                 )
             )
             break
@@ -395,17 +454,21 @@ def fetch_hub(
                 raise SourceError(f"source {name}: {where}: {e}") from e
             error: Exception = e
         except LocalEntryNotFoundError as e:
-            # offline with a cold cache, or the Hub unreachable: both stop here, with the reason
-            raise DownloadError(f"source {name}: {where}: not reachable and not in the cache: {e}") from e
+            # the Hub unreachable and the cache cold; offline, a retry cannot help
+            if hub_constants.is_offline_mode():
+                raise DownloadError(
+                    f"source {name}: {where}: HF_HUB_OFFLINE is set and not in the cache: {e}"
+                ) from e
+            error = e
         if attempt == retries:
-            raise DownloadError(f"source {name}: {where}: failed after {retries + 1} attempts: {error}") from error
+            raise DownloadError(
+                f"source {name}: {where}: failed after {retries + 1} attempts: {error}"
+            ) from error
         time.sleep(backoff * 2**attempt)
     commit = folder.name  # snapshots/<commit>
-    files = sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts
-    )
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     # the snapshot folder may hold files of earlier calls with other patterns
-    files = [f for f in filter_repo_objects(files, allow_patterns=patterns) if matches_include(f, [])]
+    files = list(filter_repo_objects(files, allow_patterns=patterns))
     if not files:
         raise SourceError(f"source {name}: {where}: no files match {patterns or 'anything'}")
     entries = []
@@ -414,6 +477,8 @@ def fetch_hub(
         _claim(taken, rel, origin, name)
         dest = staging / rel
         place_file((folder / rel).resolve(), dest, link=settings.get("link_local", False))
-        entries.append(FileEntry(rel, origin, dest.stat().st_size, file_sha256(dest), {"revision": commit}))
+        entries.append(
+            FileEntry(rel, origin, dest.stat().st_size, file_sha256(dest), {"revision": commit})
+        )
     logger.info("source %s: %s -> %d file(s) at commit %s", name, where, len(entries), commit)
     return entries

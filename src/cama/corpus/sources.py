@@ -61,7 +61,9 @@ def classify_uri(uri: str) -> UriKind:
     if scheme in ("http", "https"):
         return UriKind.HTTP
     if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
-        raise SourceError(f"{uri}: unsupported uri scheme {scheme!r} (use a local path, http(s):// or hf://datasets/)")
+        raise SourceError(
+            f"{uri}: unsupported uri scheme {scheme!r} (use a local path, http(s):// or hf://datasets/)"
+        )
     return UriKind.GLOB if glob.has_magic(uri) else UriKind.LOCAL
 
 
@@ -74,7 +76,9 @@ def parse_hub_uri(uri: str) -> HubRepo:
         raise SourceError(f"{uri}: expected hf://datasets/<owner>/<name>[/<path>]")
     if "@" in parts[2]:
         # revisions belong in the source's `revision` key, so there is one place to look
-        raise SourceError(f"{uri}: give the revision with the source's `revision` key, not '@' in the uri")
+        raise SourceError(
+            f"{uri}: give the revision with the source's `revision` key, not '@' in the uri"
+        )
     return HubRepo(repo_type="dataset", repo_id=f"{parts[1]}/{parts[2]}", path="/".join(parts[3:]))
 
 
