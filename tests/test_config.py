@@ -51,11 +51,11 @@ def test_bad_enum_in_a_source_names_the_source(demo):
 
 def test_all_problems_are_reported_at_once(demo):
     demo["download"]["retries"] = -1
-    demo["normalise"]["unicode_form"] = "NFD"
+    demo["normalise"]["unicode_form"]["zh"] = "NFD"
     with pytest.raises(ConfigError) as err:
         validate_config(demo)
     assert len(err.value.problems) == 2
-    assert "download.retries" in str(err.value) and "normalise.unicode_form" in str(err.value)
+    assert "download.retries" in str(err.value) and "normalise.unicode_form.zh" in str(err.value)
 
 
 def test_bands_times_rows_must_fit_num_perm(demo):
