@@ -74,6 +74,21 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def validate_section(name: str, settings: dict, schema: dict | None = None) -> dict:
+    """Validate one top-level section (e.g. ``dedup``) on its own and return a filled copy.
+
+    For library callers and tests that pass a partial section; messages name
+    ``<section>.<key>`` as the full validation does.
+    """
+    section = copy.deepcopy(dict(settings))
+    wrapper = {"type": "object", "properties": {name: (schema or load_schema())["properties"][name]}}
+    problems = [_describe(e) for e in _Validator(wrapper).iter_errors({name: section})]
+    problems += _cross_checks({name: section}) if not problems else []
+    if problems:
+        raise ConfigError(problems)
+    return section
+
+
 def _cross_checks(config: dict) -> list[str]:
     """Rules that JSON Schema cannot say, each naming its key."""
     problems = []
