@@ -143,6 +143,18 @@ def test_txt_paragraphs_from_bz2_and_zst(spec_of, file):
     assert [r.text for r in items] == expected
 
 
+def test_txt_blocks_gather_whole_paragraphs_up_to_a_size(spec_of):
+    path = DEMO / "en" / "gutenberg_972.txt.bz2"
+    paragraphs = [p.strip("\n") for p in re.split(r"\n[ \t]*\n", demo_text(path)) if p.strip()]
+    blocks = records(iter_records(path, spec_of(lang="en", format="txt", split="block", block_bytes=2000)))
+    assert 100 < len(blocks) < len(paragraphs) / 5
+    # every block but the last reaches the size, and only the paragraph that crossed it goes past
+    assert all(len(b.text.encode()) >= 2000 for b in blocks[:-1])
+    # nothing lost or reordered: the blocks are the paragraphs, regrouped
+    rejoined = [p.strip("\n") for b in blocks for p in re.split(r"\n[ \t]*\n", b.text) if p.strip()]
+    assert rejoined == paragraphs
+
+
 def test_txt_line_and_file_splits(tmp_path, spec_of):
     path = tmp_path / "notes.txt"
     path.write_bytes(b"\xef\xbb\xbfone\r\n\r\ntwo\nthree\n")

@@ -474,7 +474,8 @@ def read_parquet(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item
 
 
 def read_txt(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
-    """Plain text, one document per file, line, paragraph, or ``split_regex`` match."""
+    """Plain text, one document per file, line, paragraph, block of paragraphs
+    (at least ``block_bytes``), or ``split_regex`` match."""
     split = spec["split"]
     if split == "regex" and not spec.get("split_regex"):
         raise SourceError(f"{file}: split: regex needs split_regex")
@@ -490,8 +491,15 @@ def read_txt(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
                         yield from doc.add(raw).finish()
                     continue
                 blank = not raw.data.strip()
-                if split == "paragraph" and blank:
+                if blank and split == "paragraph":
                     yield from doc.finish()
+                    continue
+                if blank and split == "block":
+                    # paragraphs gathered until the block is big enough, as one document
+                    if doc.size >= spec["block_bytes"]:
+                        yield from doc.finish()
+                    elif doc.start is not None:
+                        doc.add(raw)  # keeps the paragraph break
                     continue
                 if (
                     starts
