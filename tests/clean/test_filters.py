@@ -175,6 +175,15 @@ def test_toxic_zh_doc():
     )  # "13." inside a number
 
 
+def test_zh_toxicity_counts_words_not_characters_inside_words():
+    # 性 is on LDNOOBW zh; inside 可能性 ("possibility") and 性质 ("nature") it is not toxic
+    clean = "这种可能性取决于材料的性质和结构。"
+    assert why("zh", clean, only=["toxicity"]) is None
+    assert why("zh", clean, only=["toxicity"], toxicity__match="substring") is not None
+    toxic = "这个网站传播色情内容。"
+    assert why("zh", toxic, only=["toxicity"]).rule == "toxicity.max_ratio"
+
+
 def test_zh_words_match_jieba():
     import jieba
 

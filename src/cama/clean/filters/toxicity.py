@@ -20,6 +20,14 @@ Rule ``toxicity.<key>``
                     0.5 zh
     ==============  ========  ===========================================================
 
+``match: segmented`` (the zh default) counts jieba words that are listed terms. Substring
+matching is wrong for Chinese word lists: LDNOOBW zh lists single characters such as 性, which
+sits inside 可能性 ("possibility") and 性质 ("nature"); on the demo's Wikipedia paragraphs,
+substring matching rejected 398 of 1,848 for toxicity, nearly all through 性. Segmented
+matching still counts 性, 卵 or 逼 where jieba leaves them alone (逼近, "approach", splits), so
+single-character terms are skipped by default (``min_term_chars: 2``): 81 rejections fall to
+about 30, which are texts on sexuality, prostitution and the like, as the list intends.
+
 Matching compiles the list into one trie-shaped regex (shared prefixes factored out), so a
 scan is one pass of the regex engine whatever the list length, close to Aho–Corasick in cost.
 """
@@ -95,13 +103,20 @@ class Toxicity(Filter):
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        self.pattern = compile_wordlist(self.wordlist, self.match == "word")
+        if self.match == "segmented":
+            terms = load_wordlist(self.wordlist)
+            self.terms = frozenset(t for t in terms if len(t) >= self.min_term_chars)
+        else:
+            self.pattern = compile_wordlist(self.wordlist, self.match == "word")
 
     def count(self, text: str) -> int:
         return len(self.pattern.findall(text))
 
+    def count_words(self, doc: Doc) -> int:
+        return sum(w.lower() in self.terms for w in doc.words)
+
     def filter(self, doc: Doc) -> Reject | None:
-        k = self.count(doc.text)
+        k = self.count_words(doc) if self.match == "segmented" else self.count(doc.text)
         if not k:
             return None
         if self.max_count is not None and k > self.max_count:
