@@ -20,7 +20,7 @@ rule filter_source:
         runtime=480,
     params:
         lang=lambda wc: source_lang(wc.source),
-        settings=config["filter"],
+        settings=lambda wc: source_filter_settings(config, wc.source),
     script:
         "../scripts/filter_source.py"
 

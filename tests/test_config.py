@@ -73,3 +73,20 @@ def test_load_config_names_the_file(tmp_path, demo):
         load_config(path)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_source_filter_overrides_merge_over_the_language_chain(demo):
+    from cama.config import source_filter_settings
+
+    config = validate_config(demo)
+    tang = source_filter_settings(config, "tang_zh")["zh"]
+    web = source_filter_settings(config, "cmrc2018_zh")["zh"]
+    assert tang["chinesewebtext"]["min_chars"] == 20 and web["chinesewebtext"]["min_chars"] == 200
+    # keys the override leaves alone keep the chain's value
+    assert tang["chinesewebtext"]["min_cjk_ratio"] == web["chinesewebtext"]["min_cjk_ratio"]
+
+
+def test_bad_source_filter_override_is_named_with_the_source(demo):
+    demo["sources"]["tang_zh"]["filter"] = {"chinesewebtext": {"min_charz": 3}}
+    with pytest.raises(ConfigError, match=r"sources\.tang_zh\.filter\.chinesewebtext\.min_charz: unknown key"):
+        validate_config(demo)

@@ -89,9 +89,47 @@ def validate_section(name: str, settings: dict, schema: dict | None = None) -> d
     return section
 
 
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` merged in, mappings key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def source_filter_settings(config: dict, source: str, schema: dict | None = None) -> dict:
+    """The ``filter`` section as one source sees it: its language chain with the source's overrides.
+
+    Raises ``ConfigError`` naming ``sources.<source>.filter.<key>`` for a bad override.
+    """
+    spec = config["sources"][source]
+    lang = spec["lang"]
+    settings = copy.deepcopy(config["filter"])
+    if not spec.get("filter"):
+        return settings
+    merged = deep_merge(settings[lang], spec["filter"])
+    lang_schema = (schema or load_schema())["properties"]["filter"]["properties"][lang]
+    wrapper = {"type": "object", "properties": {"filter": lang_schema}}
+    errors = list(_Validator(wrapper).iter_errors({"filter": merged}))
+    if errors:
+        raise ConfigError(
+            [_describe(e).replace("filter", f"sources.{source}.filter", 1) for e in errors]
+        )
+    settings[lang] = merged
+    return settings
+
+
 def _cross_checks(config: dict) -> list[str]:
     """Rules that JSON Schema cannot say, each naming its key."""
     problems = []
+    for source in config.get("sources", {}):
+        try:
+            source_filter_settings(config, source)
+        except ConfigError as e:
+            problems += e.problems
     mh = config.get("dedup", {}).get("minhash", {})
     if mh and mh["bands"] * mh["rows"] > mh["num_perm"]:
         problems.append(
