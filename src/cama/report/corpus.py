@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,8 +108,14 @@ def render_rejections(rejected: dict, quarantined: dict) -> str:
     return "\n".join(parts)
 
 
-def plot_clusters(dedup_stats: dict, out: str | Path) -> None:
-    sizes = {int(k): v for k, v in dedup_stats.get("cluster_sizes", {}).items()}
+def cluster_sizes(clusters: str | Path) -> dict[int, int]:
+    """{cluster size: number of clusters}, from dedup/clusters.parquet (one row per member)."""
+    ids = pq.read_table(clusters, columns=["cluster_id"]).column("cluster_id").to_numpy()
+    members = Counter(ids.tolist())
+    return dict(sorted(Counter(members.values()).items()))
+
+
+def plot_clusters(sizes: dict[int, int], dedup_stats: dict, out: str | Path) -> None:
     per_source = dedup_stats["per_source"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     if sizes:
@@ -117,7 +124,7 @@ def plot_clusters(dedup_stats: dict, out: str | Path) -> None:
         ax1.set_yscale("log")
     ax1.set_xlabel("cluster size (documents)")
     ax1.set_ylabel("clusters")
-    ax1.set_title(f"{dedup_stats.get('clusters', 0):,} duplicate clusters")
+    ax1.set_title(f"{sum(sizes.values()):,} duplicate clusters")
     names = list(per_source)
     exact = [per_source[s]["exact"] for s in names]
     near = [per_source[s]["near"] for s in names]
@@ -151,5 +158,5 @@ def corpus_report(
     page = render_rejections(rejection_examples(rejected, examples_per_rule), quarantine_counts(quarantine))
     with atomic_path(out_rejections) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    plot_clusters(dedup, out_clusters)
+    plot_clusters(cluster_sizes(clusters), dedup, out_clusters)
     log.info("report written: %s, %s, %s", out_funnel, out_rejections, out_clusters)
