@@ -19,6 +19,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/clean.smk"
+include: "rules/pack.smk"
 include: "rules/report.smk"
 
 

@@ -28,4 +28,6 @@ def get_final_output():
         f"{RESULTS}/report/funnel.png",
         f"{RESULTS}/report/rejections.html",
         f"{RESULTS}/report/dedup_clusters.png",
+        f"{RESULTS}/shards/blend.json",
+        f"{RESULTS}/report/sample_lengths.png",
     ]

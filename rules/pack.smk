@@ -30,7 +30,7 @@ rule heldout_split:
 rule train_tokenizer:
     input:
         docs=expand(f"{RESULTS}/dedup/{{source}}.parquet", source=SOURCES),
-        heldout=rules.heldout_split.output,
+        heldout=[rules.heldout_split.output[lang] for lang in ("zh", "en", "code")],
     output:
         model=f"{RESULTS}/tokenizer/tokenizer.model",
         config=f"{RESULTS}/tokenizer/tokenizer_config.json",

@@ -43,3 +43,24 @@ rule corpus_report:
         examples=config["report"]["examples_per_rule"],
     script:
         "../scripts/corpus_report.py"
+
+
+rule pack_report:
+    input:
+        stats=f"{RESULTS}/shards/stats.json",
+    output:
+        lengths=report(
+            f"{RESULTS}/report/sample_lengths.png",
+            category="Packing",
+            caption="../report/sample_lengths.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/pack_report/report.log",
+    conda:
+        "../envs/corpus.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/pack_report.py"

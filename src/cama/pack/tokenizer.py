@@ -1,0 +1,287 @@
+"""The tokenizer: the base model's, or a LLaMA-style sentencepiece BPE trained for the demo.
+
+A real run points ``pack.tokenizer.path`` at the base model's tokenizer: a sentencepiece
+``tokenizer.model`` file, or an HF tokenizer directory that holds one (LLaMA's do).
+The demo has no base model, so ``train_tokenizer`` trains one on the cleaned training
+documents, with LLaMA's settings: BPE, byte fallback, split digits, identity
+normalisation, whitespace kept as it is, ``<unk>``=0, ``<s>``=1, ``</s>``=2 and no pad
+token (LLaMA has none). The directory it writes loads with
+``transformers.AutoTokenizer.from_pretrained`` (``LlamaTokenizer``), so the training
+and inference stages use the very same files.
+
+``Tokenizer`` also knows how many bytes of the original text each token covers
+(``surface_bytes``), which is how the shard stage maps sentence boundaries, found as byte
+offsets, onto a document that was encoded once as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from cama.errors import ConfigError
+from cama.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+UNK, BOS, EOS = 0, 1, 2  # LLaMA's ids
+SPACE = "\u2581"  # sentencepiece's visible space, "▁"
+
+
+def resolve_model_file(path: str | os.PathLike) -> Path:
+    """The sentencepiece model inside ``path`` (a .model file or a tokenizer directory)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"pack.tokenizer.path: {p} does not exist")
+    if p.is_dir():
+        model = p / "tokenizer.model"
+        if model.is_file():
+            return model
+        raise ConfigError(
+            f"pack.tokenizer.path: {p} has no tokenizer.model; a sentencepiece model "
+            "(LLaMA-style tokenizer directory) is needed"
+        )
+    return p
+
+
+class Tokenizer:
+    """A sentencepiece model, with LLaMA's special ids and per-token byte widths."""
+
+    def __init__(self, path: str | os.PathLike):
+        import sentencepiece as spm
+
+        self.model_file = resolve_model_file(path)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.model_file))
+        except (OSError, RuntimeError) as e:
+            raise ConfigError(f"pack.tokenizer.path: {self.model_file} is not a sentencepiece model: {e}") from None
+        self.vocab_size = self.sp.get_piece_size()
+        self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
+        if self.bos_id < 0 or self.eos_id < 0:
+            raise ConfigError(f"pack.tokenizer.path: {self.model_file} defines no BOS/EOS token")
+        self.surface_bytes = self._surface_bytes()
+        # add_dummy_prefix puts a "▁" before the text that is not in it: "a" -> "▁a"
+        self.dummy_prefix = int(self.surface_bytes[self.sp.encode("a")].sum()) - 1
+
+    def _surface_bytes(self) -> np.ndarray:
+        """Bytes of input text each id stands for: 1 for a byte-fallback token, 0 for control."""
+        sp = self.sp
+        width = np.zeros(self.vocab_size, dtype=np.int64)
+        for i in range(self.vocab_size):
+            if sp.is_byte(i):
+                width[i] = 1
+            elif not (sp.is_control(i) or sp.is_unknown(i)):
+                width[i] = len(sp.id_to_piece(i).replace(SPACE, " ").encode("utf-8"))
+        return width
+
+    def encode(self, texts: list[str], num_threads: int = 1) -> list[list[int]]:
+        """Token ids of whole texts, no BOS/EOS."""
+        return self.sp.encode(texts, num_threads=num_threads)
+
+    def token_ends(self, ids: np.ndarray, data: bytes) -> np.ndarray | None:
+        """Byte offset in ``data`` where each token ends; None if widths do not add up.
+
+        They fail to add up only for a model that normalises text (not LLaMA-style) or
+        emits ``<unk>``; the caller then encodes that document sentence by sentence.
+        """
+        ends = np.cumsum(self.surface_bytes[ids]) - self.dummy_prefix
+        if ends.size and ends[-1] != len(data):
+            return None
+        return ends
+
+
+# ---------------------------------------------------------------- training
+
+
+def training_lines(texts: Iterable[str], max_line_bytes: int = 16384) -> Iterator[str]:
+    """Non-empty lines of the documents, as sentencepiece wants them (one per line)."""
+    for text in texts:
+        for line in text.split("\n"):
+            if line.strip() and len(line.encode("utf-8")) <= max_line_bytes:
+                yield line
+
+
+def sample_lines(lines: Iterable[str], max_lines: int, seed: int) -> list[str]:
+    """A deterministic uniform sample of at most ``max_lines`` lines (reservoir sampling)."""
+    rng = random.Random(seed)
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        if i < max_lines:
+            kept.append(line)
+        else:
+            j = rng.randint(0, i)
+            if j < max_lines:
+                kept[j] = line
+    return kept
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    out_dir: str | os.PathLike,
+    vocab_size: int = 8000,
+    character_coverage: float = 0.9995,
+    max_lines: int = 2_000_000,
+    seed: int = 0,
+    num_threads: int = 1,
+    model_max_length: int = 1024,
+) -> dict:
+    """Train a LLaMA-style sentencepiece BPE on ``texts`` and save an HF tokenizer dir.
+
+    Returns a summary (lines, vocabulary size, settings) that the caller writes to stats.
+    """
+    import sentencepiece as spm
+
+    lines = sample_lines(training_lines(texts), max_lines, seed)
+    if not lines:
+        raise ConfigError("pack.tokenizer: no training text (every training document is empty)")
+    settings = dict(
+        model_type="bpe",
+        vocab_size=vocab_size,
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=character_coverage,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
+        pad_id=-1,  # LLaMA has no pad token
+        max_sentence_length=16384,
+        input_sentence_size=0,  # we sampled above, deterministically
+        shuffle_input_sentence=False,
+        hard_vocab_limit=False,  # a small corpus may not support the full vocabulary
+        num_threads=num_threads,
+        minloglevel=2,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "tokenizer")
+        try:
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=prefix, **settings)
+        except RuntimeError as e:
+            if "Vocabulary size is smaller than required_chars" in str(e):
+                raise ConfigError(
+                    f"pack.tokenizer.vocab_size: {vocab_size} is smaller than the characters to cover "
+                    f"({e}); raise it or lower pack.tokenizer.character_coverage"
+                ) from None
+            raise
+        model = Path(prefix + ".model")
+        save_hf_tokenizer(model, out_dir, model_max_length)
+    tok = Tokenizer(out_dir)
+    log.info("trained tokenizer on %d lines: vocab %d -> %s", len(lines), tok.vocab_size, out_dir)
+    return {"lines": len(lines), "vocab_size": tok.vocab_size, "settings": settings}
+
+
+def save_hf_tokenizer(model_file: str | os.PathLike, out_dir: str | os.PathLike, model_max_length: int = 1024) -> None:
+    """Write ``out_dir`` as a LLaMA HF tokenizer: tokenizer.model + configs (+ tokenizer.json).
+
+    tokenizer.json (the fast tokenizer) is added when transformers is installed.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "tokenizer.model") as tmp:
+        shutil.copyfile(model_file, tmp)
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    write_json(out / "special_tokens_map.json", special)
+    write_json(
+        out / "tokenizer_config.json",
+        {
+            "tokenizer_class": "LlamaTokenizer",
+            **special,
+            "pad_token": None,
+            "add_bos_token": True,
+            "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+            "legacy": True,  # the sentencepiece behaviour the shards were encoded with
+            "model_max_length": model_max_length,
+            "sp_model_kwargs": {},
+        },
+    )
+    try:
+        from transformers import LlamaTokenizerFast
+    except ImportError:
+        log.info("transformers not installed: %s has no tokenizer.json (the slow tokenizer loads)", out)
+        return
+    LlamaTokenizerFast.from_pretrained(str(out)).save_pretrained(str(out))
+
+
+def load_or_train(
+    path: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    texts: Iterable[str] | None = None,
+    **train_kwargs,
+) -> dict:
+    """The ``train_tokenizer`` rule: copy the base model's tokenizer into ``out_dir``, or train one."""
+    if path:
+        model = resolve_model_file(path)
+        Tokenizer(model)  # fails now, with the key named, if it is not a usable model
+        src = Path(path)
+        if src.is_dir():
+            shutil.copytree(src, out_dir, dirs_exist_ok=True)
+        else:
+            save_hf_tokenizer(model, out_dir, train_kwargs.get("model_max_length", 1024))
+        tok = Tokenizer(out_dir)
+        return {"source": str(path), "vocab_size": tok.vocab_size, "trained": False}
+    summary = train_tokenizer(texts or [], out_dir, **train_kwargs)
+    return {"source": None, "trained": True, **summary}
+
+
+def describe(out_dir: str | os.PathLike) -> str:
+    """One line for logs: the vocabulary and special ids."""
+    tok = Tokenizer(out_dir)
+    return json.dumps({"vocab_size": tok.vocab_size, "bos": tok.bos_id, "eos": tok.eos_id})
+
+
+def train_or_link(
+    docs: list[str | os.PathLike],
+    heldout: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    out_stats: str | os.PathLike,
+    settings: dict,
+    seed: int = 0,
+    num_threads: int = 1,
+    model_max_length: int = 1024,
+) -> dict:
+    """The ``train_tokenizer`` rule: ``settings`` is the ``pack.tokenizer`` config section.
+
+    Trains on the training documents only: the held-out ones (``heldout`` jsonl files) are skipped.
+    """
+    from cama.io import iter_parquet
+    from cama.pack.split import load_heldout_ids
+
+    held = load_heldout_ids(heldout)
+
+    def texts() -> Iterator[str]:
+        for path in docs:
+            for row in iter_parquet(path, columns=["id", "text"]):
+                if row["id"] not in held and row["text"]:
+                    yield row["text"]
+
+    summary = load_or_train(
+        settings.get("path"),
+        out_dir,
+        texts=None if settings.get("path") else texts(),
+        **(
+            {}
+            if settings.get("path")
+            else dict(
+                vocab_size=settings["vocab_size"],
+                character_coverage=settings["character_coverage"],
+                max_lines=settings["max_lines"],
+                seed=seed,
+                num_threads=num_threads,
+                model_max_length=model_max_length,
+            )
+        ),
+    )
+    write_json(out_stats, summary)
+    return summary
