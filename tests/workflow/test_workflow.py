@@ -57,7 +57,7 @@ def test_lint_is_clean(tmp_path):
 def test_dag_draws_every_stage(tmp_path):
     dot = snakemake(tmp_path, "--dag").stdout
     assert dot.lstrip().startswith("digraph")
-    for rule in ("download_source", "normalise_source", "filter_source", "dedup_corpus", "corpus_report"):
+    for rule in ("download_source", "normalise_source", "filter_source", "dedup_corpus", "corpus_report", "pack_shards"):
         assert rule in dot
 
 
@@ -71,6 +71,10 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "filter_source": n,
         "dedup_corpus": 1,
         "corpus_report": 1,
+        "heldout_split": 1,
+        "train_tokenizer": 1,
+        "pack_shards": 1,
+        "pack_report": 1,
     }
 
 
@@ -110,6 +114,18 @@ def test_demo_languages_and_opencc(demo_run):
     assert "台湾" in text and "臺灣" not in text  # DRCD's traditional characters were simplified
 
 
+def test_demo_packs_every_language_into_shards_megatron_can_name(demo_run):
+    blend = json.loads((demo_run / "results/shards/blend.json").read_text())
+    by_lang = {}
+    for d in blend["datasets"]:
+        by_lang[d["lang"]] = by_lang.get(d["lang"], 0) + d["tokens"]
+        prefix = demo_run / "results/shards" / d["prefix"]
+        assert prefix.with_suffix(".bin").stat().st_size > 0 or d["tokens"] == 0
+    assert set(by_lang) == {"zh", "en", "code"} and all(v > 10_000 for v in by_lang.values())
+    heldout = {lang: (demo_run / f"results/heldout/{lang}.jsonl").read_text().splitlines() for lang in by_lang}
+    assert all(len(lines) >= 20 for lines in heldout.values())
+
+
 def test_second_run_does_nothing(demo_run):
     assert planned_jobs(demo_run) == {}
 
@@ -124,7 +140,8 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
     # dedup_corpus when the rewritten Parquet file has the same checksum, as it should:
     # the filter is deterministic. The stats differ in their timings, so the report reruns.)
     plan = planned_jobs(demo_run)
-    assert {"corpus_report", "all"} <= set(plan) <= {"dedup_corpus", "corpus_report", "all"}
+    downstream = {"dedup_corpus", "corpus_report", "heldout_split", "train_tokenizer", "pack_shards", "pack_report"}
+    assert {"corpus_report", "all"} <= set(plan) <= downstream | {"all"}
     snakemake(demo_run, "--cores", "2")
     assert planned_jobs(demo_run) == {}
 
