@@ -167,27 +167,31 @@ class ZstdStream(io.RawIOBase):
     as gzip and bz2 do. Concatenated frames are read one after another.
     """
 
-    def __init__(self, raw: IO[bytes], chunk_size: int = 1 << 17):
+    def __init__(self, raw: IO[bytes], chunk_size: int = 1 << 14):
+        # Small input chunks bound the output of one step: a 16 KB chunk of highly
+        # repetitive text can still decompress to megabytes (a 128 KB chunk of the
+        # repeated benchmark corpus held ~800 MB at once).
         self._raw, self._chunk_size = raw, chunk_size
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj()
         self._in_frame = False  # True once the current frame has received input
         self._pending = b""
+        self._offset = 0  # how much of _pending was handed out
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
+        while self._offset >= len(self._pending):
             chunk = self._raw.read(self._chunk_size)
             if not chunk:
                 if self._in_frame:
                     raise EOFError("zstd stream ended before the end of its frame")
                 return 0
-            self._pending = self._decompress(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+            self._pending, self._offset = self._decompress(chunk), 0
+        n = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:n] = self._pending[self._offset : self._offset + n]
+        self._offset += n
         return n
 
     def _decompress(self, chunk: bytes) -> bytes:
