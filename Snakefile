@@ -20,6 +20,7 @@ include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/clean.smk"
 include: "rules/pack.smk"
+include: "rules/pretrain.smk"
 include: "rules/report.smk"
 
 

@@ -22,6 +22,11 @@ def source_lang(source):
     return config["sources"][source]["lang"]
 
 
+def get_base_model():
+    """The base model folder: model.base, or the demo's initialised model when it is null."""
+    return config["model"]["base"] or f"{RESULTS}/pretrain/base"
+
+
 def get_final_output():
     return [
         f"{RESULTS}/dedup/stats.json",
@@ -30,4 +35,5 @@ def get_final_output():
         f"{RESULTS}/report/dedup_clusters.png",
         f"{RESULTS}/shards/blend.json",
         f"{RESULTS}/report/sample_lengths.png",
+        f"{RESULTS}/eval/bpb.json",
     ]

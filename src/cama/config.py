@@ -130,6 +130,16 @@ def _cross_checks(config: dict) -> list[str]:
             source_filter_settings(config, source)
         except ConfigError as e:
             problems += e.problems
+    model, pack = config.get("model", {}), config.get("pack", {})
+    if model.get("base") and not Path(model["base"]).expanduser().exists():
+        problems.append(f"model.base: {model['base']} does not exist (a local HF LLaMA folder)")
+    if not model.get("base") and model and pack:
+        positions = model["init"]["max_position_embeddings"]
+        if positions < pack["max_length"]:
+            problems.append(
+                f"model.init.max_position_embeddings: {positions} is shorter than "
+                f"pack.max_length = {pack['max_length']}"
+            )
     mh = config.get("dedup", {}).get("minhash", {})
     if mh and mh["bands"] * mh["rows"] > mh["num_perm"]:
         problems.append(

@@ -95,9 +95,12 @@ def snakemake(
         str(workdir),
         *args,
     ]
+    # shell rules call `python`: make it this interpreter, as an activated venv would
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,0 +1,304 @@
+"""GPU benchmark: tokens/s and MFU of our pretraining stage against two HF Trainer baselines.
+
+The TinyLlama-1.1B shape (22 layers, hidden 2048, 32 heads, 4 KV heads, intermediate 5632,
+vocabulary 32000), random init, sequence length 2048, on packed shards of random tokens
+written on the fly (full-length samples, so no padding and no attention mask). Variants:
+
+- ``ours``        the stage as a user runs it for a model that fits: ``cama.pretrain.train`` with
+                  zero.stage auto (0 = plain data parallel when the model states fit), bf16, SDPA,
+                  fused AdamW, torch.compile, micro-batch 8, no gradient checkpointing;
+- ``ours_zero3``  the stage with ZeRO-3 forced (what a 13B needs), parameters kept resident where
+                  they fit, 1e9 buckets, micro-batch 8, no gradient checkpointing;
+- ``plain``       the anchor baseline: plain HF Trainer, bf16 autocast, SDPA, fused AdamW,
+                  micro-batch 4, no DeepSpeed;
+- ``zero3_auto``  the anchor baseline: HF Trainer + DeepSpeed ZeRO-3 with "auto" settings, micro-batch 4.
+
+MFU = tokens/s × (6·N_nonembedding + 6·L·d·s) / peak (ANCHORS; H100/H200 989 TFLOP/s dense bf16),
+per GPU. Steps after ``--warmup`` are timed (compilation and ZeRO warm-up excluded).
+
+Run (the driver starts each variant in its own torchrun job and prints one table)::
+
+    TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 1
+    TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 2 --variants ours_zero3,zero3_auto
+
+One variant under a launcher of your choice::
+
+    PYTHONPATH=src deepspeed --num_gpus 2 benchmarks/pretrain_mfu.py --variant ours_zero3 --out r.json
+    PYTHONPATH=src torchrun --nproc_per_node 2 benchmarks/pretrain_mfu.py --variant plain --out r.json
+
+Needs torch, transformers and deepspeed (and numpy); pyarrow is stubbed if absent (cama.io
+only builds Parquet schemas at import; nothing here reads Parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+SHAPE = dict(layers=22, hidden_size=2048, heads=32, kv_heads=4, intermediate_size=5632)
+VOCAB = 32000
+VARIANTS = ("ours", "ours_zero3", "plain", "zero3_auto")
+
+
+def _stub_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        stub = types.ModuleType("pyarrow")
+        for name in ("schema", "string", "float64", "int64", "binary", "Table", "Schema"):
+            setattr(stub, name, lambda *a, **k: None)
+        stub.parquet = types.ModuleType("pyarrow.parquet")
+        sys.modules["pyarrow"], sys.modules["pyarrow.parquet"] = stub, stub.parquet
+
+
+# ----------------------------------------------------------------------------- data and model
+
+
+def write_random_blend(folder: Path, samples: int, seq: int, seed: int = 0) -> Path:
+    """One source of ``samples`` full-length random-token samples, as the pack stage lays it out."""
+    import numpy as np
+
+    from cama.pack.indexed import IndexedWriter
+
+    rng = np.random.default_rng(seed)
+    prefix = folder / "random_0"
+    with IndexedWriter(prefix, np.uint16) as w:
+        for _ in range(samples):
+            w.add_sequence(rng.integers(3, VOCAB, seq, dtype=np.uint16))
+            w.end_document()
+    blend = {"max_length": seq, "vocab_size": VOCAB, "bos_id": 1, "eos_id": 2,
+             "sources": {"random": {"lang": "en", "weight": 1.0, "samples": samples, "tokens": samples * seq}},
+             "datasets": [{"prefix": prefix.name, "source": "random", "lang": "en", "samples": samples,
+                           "tokens": samples * seq, "weight": 1.0}]}  # fmt: skip
+    (folder / "blend.json").write_text(json.dumps(blend))
+    return folder / "blend.json"
+
+
+def base_config(seq: int):
+    from cama.pretrain.config import ModelInit
+    from cama.pretrain.model import llama_config
+
+    cfg = llama_config(ModelInit(max_position_embeddings=seq, **SHAPE), VOCAB)
+    cfg.attn_implementation = "sdpa"
+    return cfg
+
+
+def write_base_model(folder: Path, seq: int) -> Path:
+    """A random-init model folder (rank 0 writes; the others wait for the marker)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    out = folder / "base"
+    if int(os.environ.get("RANK", 0)) == 0:
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = LlamaForCausalLM(base_config(seq))
+        model.to(torch.bfloat16).save_pretrained(str(out))
+        (folder / "base.done").touch()
+    while not (folder / "base.done").exists():
+        time.sleep(1)
+    return out
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+def run_ours(work: Path, args, zero3: bool) -> dict:
+    from cama.pretrain import config as C
+    from cama.pretrain.train import pretrain
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    mb = args.micro_batch or 8
+    blend = work / "blend.json"
+    if int(os.environ.get("RANK", 0)) == 0:
+        write_random_blend(work, args.steps * mb * world, args.seq)
+        (work / "blend.done").touch()
+    while not (work / "blend.done").exists():
+        time.sleep(1)
+    base = write_base_model(work, args.seq)
+    zero = {"stage": "auto"}
+    if zero3:  # forced, as a 13B needs; keep parameters resident when they fit (ANCHORS, tuned ZeRO-3)
+        zero = {"stage": 3, "overlap_comm": False, "reduce_bucket_size": 10**9,
+                "stage3_prefetch_bucket_size": 10**9, "stage3_param_persistence_threshold": 10**10,
+                "stage3_max_live_parameters": 10**10, "stage3_max_reuse_distance": 10**10}  # fmt: skip
+    settings = C.from_dict({
+        "max_steps": args.steps, "micro_batch_size": mb, "gradient_accumulation_steps": 1,
+        "seq_length": args.seq, "lr": 1e-4, "warmup_steps": 2, "precision": "bf16",
+        "gradient_checkpointing": False, "torch_compile": not zero3 and not args.no_compile,
+        "save_steps": 10**6, "logging_steps": args.log_every, "dataloader_workers": 2, "zero": zero,
+        "peak_tflops": args.peak,
+    })  # fmt: skip
+    stats = pretrain(blend=blend, base_model=base, out_model=work / "out", checkpoint_dir=work / "ckpt",
+                     settings=settings)  # fmt: skip
+    timed = [r for r in stats["loss_curve"] if r["step"] > args.warmup and "tokens_per_s" in r]
+    tok_s = sum(r["tokens_per_s"] for r in timed) / len(timed) / world  # per GPU
+    return {"micro_batch": mb, "zero_stage": stats["zero_stage"], "compile": settings.torch_compile,
+            "tokens_per_s_per_gpu": tok_s}  # fmt: skip
+
+
+def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
+    """The anchor baselines (ANCHORS: 29.4% plain, 15.7% ZeRO-3 auto on one H200)."""
+    import torch
+    from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    mb = args.micro_batch or 4
+    ds = None
+    if zero3:
+        ds = {"bf16": {"enabled": True},
+              "zero_optimization": {"stage": 3, "overlap_comm": True, "stage3_gather_16bit_weights_on_model_save": True},
+              "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+              "gradient_clipping": "auto", "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}}}  # fmt: skip
+    targs = TrainingArguments(output_dir=str(work / "out"), per_device_train_batch_size=mb, max_steps=args.steps,
+                              bf16=True, logging_steps=10**6, save_strategy="no", report_to=[], deepspeed=ds,
+                              dataloader_num_workers=2, learning_rate=1e-4, optim="adamw_torch_fused",
+                              disable_tqdm=True)  # fmt: skip
+    _ = targs.world_size  # start the process group before ZeRO-3's partitioned init
+    if zero3:
+        import deepspeed
+
+        deepspeed.init_distributed()
+        with deepspeed.zero.Init(config_dict_or_path=targs.hf_deepspeed_config.config):
+            model = LlamaForCausalLM(base_config(args.seq))
+    else:
+        model = LlamaForCausalLM(base_config(args.seq))
+
+    class Random(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10**6
+
+        def __getitem__(self, i):
+            x = torch.randint(0, VOCAB, (args.seq,))
+            return {"input_ids": x, "labels": x}
+
+    class Clock(TrainerCallback):
+        t: dict = {}
+
+        def on_step_end(self, a, state, control, **kw):
+            torch.cuda.synchronize()
+            self.t[state.global_step] = time.perf_counter()
+
+    clock = Clock()
+    Trainer(model=model, args=targs, train_dataset=Random(), callbacks=[clock]).train()
+    dt = (clock.t[args.steps] - clock.t[args.warmup]) / (args.steps - args.warmup)
+    return {"micro_batch": mb, "zero_stage": 3 if zero3 else 0, "compile": False, "tokens_per_s_per_gpu": mb * args.seq / dt}
+
+
+def run_variant(variant: str, args) -> dict:
+    import torch
+
+    _stub_pyarrow()
+    from cama.pretrain.metrics import flops_per_token, mfu, peak_tflops
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=f"mfu_{variant}_"))
+    work.mkdir(parents=True, exist_ok=True)
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    if variant in ("ours", "ours_zero3"):
+        res = run_ours(work, args, zero3=variant == "ours_zero3")
+    else:
+        res = run_trainer_baseline(work, args, zero3=variant == "zero3_auto")
+    cfg = base_config(args.seq)
+    n = sum(p.numel() for p in _meta_model(cfg).parameters())
+    ftok = flops_per_token(n - VOCAB * cfg.hidden_size, cfg.num_hidden_layers, cfg.hidden_size, args.seq)
+    peak = peak_tflops(torch.cuda.get_device_name(), args.peak)
+    res.update({
+        "variant": variant, "gpu": torch.cuda.get_device_name(), "gpus": int(os.environ.get("WORLD_SIZE", 1)),
+        "seq": args.seq, "params": n, "mfu": mfu(res["tokens_per_s_per_gpu"], ftok, peak),
+        "max_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "wall_s": time.time() - t0,
+    })  # fmt: skip
+    return res
+
+
+def _meta_model(cfg):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        return LlamaForCausalLM(cfg)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def table(rows: list[dict]) -> str:
+    head = "| variant | GPU | GPUs | ZeRO | micro-batch | compile | tokens/s/GPU | MFU | max mem GB |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} |||||||")
+            continue
+        lines.append(
+            f"| {r['variant']} | {r['gpu']} | {r['gpus']} | {r['zero_stage']} | {r['micro_batch']} | "
+            f"{'yes' if r['compile'] else 'no'} | {r['tokens_per_s_per_gpu']:,.0f} | "
+            f"{100 * r['mfu']:.1f}% | {r['max_mem_gb']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def drive(args) -> None:
+    rows = []
+    for variant in args.variants.split(","):
+        res_dir = Path(tempfile.mkdtemp(prefix="mfu_res_", dir=args.workdir))
+        out = res_dir / "r.json"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
+               __file__, "--variant", variant, "--out", str(out), "--workdir", str(res_dir / "work"),
+               "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--seq", str(args.seq), "--log-every", str(args.log_every)]  # fmt: skip
+        if args.peak:
+            cmd += ["--peak", str(args.peak)]
+        if args.micro_batch:
+            cmd += ["--micro-batch", str(args.micro_batch)]
+        if args.no_compile:
+            cmd += ["--no-compile"]
+        print("running:", " ".join(cmd), flush=True)
+        proc = subprocess.run(cmd, timeout=args.timeout)
+        if proc.returncode == 0 and out.exists():
+            rows.append(json.loads(out.read_text()))
+        else:
+            rows.append({"variant": variant, "error": f"exit {proc.returncode}"})
+        shutil.rmtree(res_dir, ignore_errors=True)  # a 1.1B model, its optimizer state and shards: GBs
+        print(json.dumps(rows[-1]), flush=True)
+    print("\n" + table(rows), flush=True)
+    ok = {r["variant"]: r for r in rows if "error" not in r}
+    for a, b in (("ours", "plain"), ("ours", "zero3_auto"), ("ours_zero3", "zero3_auto")):
+        if a in ok and b in ok:
+            print(f"{a} / {b}: {ok[a]['mfu'] / ok[b]['mfu']:.2f}x MFU")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variant", choices=VARIANTS, help="run one variant (under torchrun or deepspeed)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="driver: which variants, in order")
+    p.add_argument("--gpus", type=int, default=1, help="driver: processes per variant")
+    p.add_argument("--out", default=None, help="one variant: where its JSON goes (rank 0)")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=10, help="steps excluded from timing")
+    p.add_argument("--log-every", type=int, default=5, help="ours: logging interval = timing interval")
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--micro-batch", type=int, default=None, help="default: 8 for ours, 4 for baselines")
+    p.add_argument("--no-compile", action="store_true", help="ours without torch.compile")
+    p.add_argument("--peak", type=float, default=None, help="TFLOP/s; default by GPU name")
+    p.add_argument("--workdir", default=None, help="scratch folder (default: the system temp dir)")
+    p.add_argument("--timeout", type=int, default=1200, help="driver: seconds per variant")
+    p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    args = p.parse_args()
+    if not args.variant:
+        drive(args)
+        return
+    res = run_variant(args.variant, args)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(res), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

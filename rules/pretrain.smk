@@ -1,0 +1,93 @@
+# pretrain: a base model (the demo initialises a tiny one), continued pretraining, bits per byte.
+import json
+
+
+rule init_base_model:
+    input:
+        tokenizer=f"{RESULTS}/tokenizer/tokenizer.model",
+    output:
+        model=directory(f"{RESULTS}/pretrain/base"),
+        stats=f"{RESULTS}/pretrain/base_stats.json",
+    log:
+        f"{RESULTS}/logs/init_base_model/init.log",
+    conda:
+        "../envs/corpus.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        init=config["model"]["init"],
+    script:
+        "../scripts/init_base_model.py"
+
+
+# The launcher picks one process, torchrun on this node (gloo on CPU, NCCL on GPUs), or
+# srun + torchrun across the nodes of a Slurm allocation (src/cama/pretrain/launch.py).
+# Checkpoints go to an undeclared folder: Snakemake deletes declared outputs before a
+# run, and a rerun after a kill must find them to resume.
+rule pretrain:
+    input:
+        blend=f"{RESULTS}/shards/blend.json",
+        base=get_base_model(),
+    output:
+        model=protected(directory(f"{RESULTS}/pretrain/model")),
+        stats=f"{RESULTS}/pretrain/stats.json",
+        curve=report(
+            f"{RESULTS}/pretrain/loss.png",
+            category="Pretraining",
+            caption="../report/pretrain_loss.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/pretrain/pretrain.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain/pretrain.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        nodes=1,
+        procs=2,  # training processes on a node without GPUs (gloo); with GPUs, one per GPU
+        mem_mb=8000,
+        runtime=120,
+    params:
+        settings=json.dumps(config["pretrain"]),
+        checkpoints=f"{RESULTS}/pretrain/checkpoints",
+        tensorboard=f"{RESULTS}/pretrain/tensorboard",
+    shell:
+        "python -m cama.pretrain.launch --gpus {resources.gpu} --tasks {resources.procs}"
+        " --threads {threads} --"
+        " --blend {input.blend} --base-model {input.base} --out-model {output.model}"
+        " --checkpoint-dir {params.checkpoints} --stats {output.stats}"
+        " --curve {output.curve} --tensorboard {params.tensorboard}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
+rule eval_bpb:
+    input:
+        base=get_base_model(),
+        pretrained=f"{RESULTS}/pretrain/model",
+        heldout=expand(f"{RESULTS}/heldout/{{lang}}.jsonl", lang=["zh", "en", "code"]),
+    output:
+        bpb=report(
+            f"{RESULTS}/eval/bpb.json",
+            category="Evaluation",
+            caption="../report/bpb.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/eval_bpb/bpb.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_bpb/bpb.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        langs=["zh", "en", "code"],
+        settings=config["evaluate"]["bpb"],
+    script:
+        "../scripts/eval_bpb.py"

@@ -1,0 +1,17 @@
+"""Rule eval_bpb: bits per byte of the base and the pretrained model on held-out docs -> eval/bpb.json."""
+
+import torch
+
+from cama.evaluate.bpb import BpbSettings, bpb_table, evaluate_bpb
+from cama.logs import setup_logging
+
+sm = snakemake  # noqa: F821 (snakemake is injected)
+log = setup_logging(sm.log[0])
+torch.set_num_threads(sm.threads)
+result = evaluate_bpb(
+    models={"base": sm.input.base, "pretrained": sm.input.pretrained},
+    heldout=dict(zip(sm.params.langs, sm.input.heldout, strict=True)),
+    out_json=sm.output.bpb,
+    settings=BpbSettings(**sm.params.settings),
+)
+log.info("bits per byte:\n%s", bpb_table(result))

@@ -1,0 +1,52 @@
+"""The DeepSpeed dict from the config, and the choice of ZeRO stage."""
+
+from cama.pretrain import config as C
+from cama.pretrain.deepspeed import choose_stage, ds_config, resolve_optimizer, resolve_precision
+
+
+def test_stage3_dict():
+    cfg = C.from_dict({"zero": {"stage": 3, "stage3_param_persistence_threshold": 10**10, "overlap_comm": False}})
+    d = ds_config(cfg, stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    z = d["zero_optimization"]
+    assert z["stage"] == 3 and z["stage3_gather_16bit_weights_on_model_save"] is True
+    assert z["stage3_param_persistence_threshold"] == 10**10 and z["overlap_comm"] is False
+    assert z["reduce_bucket_size"] == "auto" and z["stage3_prefetch_bucket_size"] == "auto"
+    assert d["bf16"] == {"enabled": True} and d["fp16"]["enabled"] is False
+    assert "optimizer" not in d  # the Trainer's fused torch AdamW
+    assert d["train_micro_batch_size_per_gpu"] == "auto"
+
+
+def test_stage2_with_optimizer_offload_fp16():
+    cfg = C.from_dict({"zero": {"stage": 2, "offload_optimizer": "cpu", "allgather_bucket_size": 5 * 10**8}})
+    opt = resolve_optimizer(cfg, cuda=True)
+    d = ds_config(cfg, stage=2, precision="fp16", optimizer=opt, cuda=True)
+    z = d["zero_optimization"]
+    assert opt == "deepspeed" and d["optimizer"]["type"] == "AdamW"
+    assert z["offload_optimizer"]["device"] == "cpu" and "offload_param" not in z
+    assert z["allgather_bucket_size"] == 5 * 10**8 and "stage3_prefetch_bucket_size" not in z
+    assert d["fp16"]["enabled"] and d["fp16"]["loss_scale"] == 0
+
+
+def test_cpu_deepspeed_optimizer_is_torch_adam():
+    cfg = C.from_dict({"optimizer": "deepspeed"})
+    d = ds_config(cfg, stage=3, precision="fp32", optimizer="deepspeed", cuda=False)
+    assert d["optimizer"]["params"]["torch_adam"] is True
+    assert d["bf16"]["enabled"] is False
+
+
+def test_stage_0_is_no_deepspeed():
+    assert ds_config(C.TrainConfig(), stage=0, precision="bf16", optimizer="adamw_torch", cuda=True) is None
+
+
+def test_choose_stage_by_what_fits():
+    gb = 2**30
+    assert choose_stage(1_100_000_000, 1, 80 * gb) == 0  # TinyLlama: 17.6 GB of states fits an H100
+    assert choose_stage(7_000_000_000, 8, 80 * gb) == 2  # 7B: 112 GB whole, ~39 GB with ZeRO-2 over 8
+    assert choose_stage(13_000_000_000, 8, 80 * gb) == 3
+    assert choose_stage(10**6, 2, None) == 2
+
+
+def test_precision_auto():
+    assert resolve_precision("auto", cuda=False, bf16_supported=False) == "fp32"
+    assert resolve_precision("auto", cuda=True, bf16_supported=True) == "bf16"
+    assert resolve_precision("auto", cuda=True, bf16_supported=False) == "fp16"
