@@ -70,8 +70,9 @@ rule eval_bpb:
         pretrained=f"{RESULTS}/pretrain/model",
         heldout=expand(f"{RESULTS}/heldout/{{lang}}.jsonl", lang=["zh", "en", "code"]),
     output:
-        bpb=report(
-            f"{RESULTS}/eval/bpb.json",
+        bpb=f"{RESULTS}/eval/bpb.json",
+        plot=report(
+            f"{RESULTS}/eval/bpb.png",
             category="Evaluation",
             caption="../report/bpb.rst",
         ),

@@ -4,6 +4,7 @@ import torch
 
 from cama.evaluate.bpb import BpbSettings, bpb_table, evaluate_bpb
 from cama.logs import setup_logging
+from cama.report.evaluate import plot_bpb
 
 sm = snakemake  # noqa: F821 (snakemake is injected)
 log = setup_logging(sm.log[0])
@@ -15,3 +16,4 @@ result = evaluate_bpb(
     settings=BpbSettings(**sm.params.settings),
 )
 log.info("bits per byte:\n%s", bpb_table(result))
+plot_bpb(result, sm.output.plot)

@@ -34,7 +34,7 @@ What counts as the source's language:
 The sample is the first ``sample_chars`` characters with newlines replaced by
 spaces (fastText reads one line); a sample that is mostly capitals is lowered,
 since lid.176 takes shouting for other languages. Documents are checked in
-batches, one ``predict`` call per batch.
+batches; ``predict`` is called once per sample (see ``predict``).
 """
 
 from __future__ import annotations
@@ -91,14 +91,18 @@ def sample(text: str, chars: int) -> str:
 
 
 def predict(samples: list[str]) -> list[tuple[str, float]]:
-    """The top label and its probability for each sample, in one batch."""
-    if not samples:
-        return []
-    labels, scores = load_model().predict(samples, k=1)
-    return [
-        (lab[0].removeprefix("__label__"), min(float(sc[0]), 1.0))
-        for lab, sc in zip(labels, scores, strict=True)
-    ]
+    """The top label and its probability for each sample.
+
+    One call per sample: the list form of ``predict`` differs between the two fastText
+    builds (fasttext-predict under numpy 2 returns labels without probabilities), while
+    the single-text form agrees.
+    """
+    model = load_model()
+    out = []
+    for sample in samples:
+        labels, scores = model.predict(sample, k=1)
+        out.append((labels[0].removeprefix("__label__"), min(float(scores[0]), 1.0)))
+    return out
 
 
 def mostly_han(text: str) -> bool:
