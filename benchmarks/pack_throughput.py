@@ -1,132 +1,246 @@
 """Tokenize+pack throughput, tokens/s per core, zh / en / code separately.
 
-Three ways over the same documents, tokenizer and cores:
+The protocol of ../shared/baselines/bench_tokenize.py (ANCHORS.md, "tokenize" rows), so
+that the figures compare:
 
-- ours:      ``cama.pack.shards.pack_shards`` with 2 workers: whole-document encode, sentence
-             boundaries by byte offsets, greedy packing, MMIDIDX shards (reads Parquet too).
-- seed:      the seed's structure: ``multiprocessing.Pool(2).imap`` workers split a document
-             into sentences (the same splitters) and encode each sentence on its own; one
-             writer process packs greedily and writes the shard.
-- ceiling:   sentencepiece's own batch encode of whole documents (``num_threads=2``), no
-             splitting, no packing, nothing written: the tokenizer's ceiling.
+- corpus: the anchors' own documents (../shared/baselines/corpus.py over ../shared/data)
+  when that folder is there, else the same cut of data/demo (``--corpus demo``); each
+  language repeated in order up to ``--target-mb`` (50 MB, as the anchors) and written
+  once to a Parquet file of our documents schema (not timed).
+- tokenizer: a 32k LLaMA-style sentencepiece BPE (byte fallback, split digits, identity
+  normalisation, character coverage 0.9995, 2 threads) trained by
+  ``cama.pack.tokenizer.train_tokenizer`` on every line of every document of the three
+  languages, as the anchors trained theirs; or ``--tokenizer DIR``.
+- every method reads the same Parquet file and writes its output to local disk, inside
+  the timed region, on the same 2 cores:
 
-The tokenizer is a 32k LLaMA-style BPE trained by ``cama.pack.tokenizer.train_tokenizer``
-on the benchmark corpus (as ../shared/baselines/bench_tokenize.py did), unless --tokenizer.
-"per core" divides by the 2 cores the runs occupy. Ratios compare wall time on the same
-text (tokens differ by the few % that per-sentence encoding adds, printed as "tok+").
-Targets: ours ≥ 2× seed, ours ≥ 0.8× ceiling.
+  ours       ``cama.pack.shards.pack_shards(workers=2)``, the whole stage: Parquet read,
+             whole-document encode, sentence split (documents over max_length only),
+             greedy packing into ≤ 1024-token samples, MMIDIDX shards, blend.json, stats.
+  seed       the seed's structure: ``multiprocessing.Pool(2).imap(chunksize=32)``
+             workers split each document into sentences (the same splitters) and
+             encode them one by one; the main process packs greedily and writes MMIDIDX.
+  megatron   Megatron's tools/preprocess_data.py structure (anchor 3a): ``Pool(2)``
+             workers encode whole documents, the main process appends uint16 ids to a .bin.
+  ceiling    sentencepiece's own batch encode (anchor 3b): one process,
+             ``sp.encode(batch_of_1024, num_threads=2)``, ids appended to a .bin. No
+             splitting, no packing: what the tokenizer alone does on 2 cores.
 
-usage: python benchmarks/pack_throughput.py [--target-mb 10] [--langs zh,en,code] [--tokenizer DIR]
+"tok/s/core" is the documents' whole-document token count (no BOS/EOS, the same number
+for every method, so ratios of tok/s are ratios of wall time on the same text) divided by
+wall time and by the 2 cores. Per-sentence encoding (seed) makes a few % more tokens,
+printed as "tok+". Each method runs ``--reps`` times, interleaved, in a rotating order;
+the best time counts and the spread is printed. CPU seconds (this process, its threads
+and its reaped children: the Pool workers) are printed too: on a shared machine they
+move less with the load than wall time does. Targets: ours ≥ 2x seed, ≥ 0.8x ceiling.
+
+usage: python benchmarks/pack_throughput.py [--target-mb 50] [--langs zh,en,code] [--reps 3]
+                                            [--corpus anchors|demo] [--tokenizer DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing as mp
 import os
+import resource
+import shutil
+import statistics
 import sys
 import tempfile
 import time
+from importlib.metadata import version
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import corpus  # noqa: E402
+import corpus as demo_corpus  # noqa: E402
 
 from cama.io import DOC_SCHEMA, ParquetSink  # noqa: E402
 from cama.pack.indexed import IndexedWriter  # noqa: E402
 from cama.pack.packing import greedy_pack, with_specials  # noqa: E402
 from cama.pack.sentences import splitter_for  # noqa: E402
-from cama.pack.shards import PackSettings, pack_shards  # noqa: E402
+from cama.pack.shards import PackSettings, iter_rows, pack_shards  # noqa: E402
 from cama.pack.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 
 CORES = 2
+BATCH = 1024
+MAX_LENGTH, MIN_TOKENS = 1024, 20
+ANCHOR_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "corpus.py"
 
-# ---- seed-style baseline (module level so Pool workers can pickle the functions)
-_SEED: dict = {}
+
+def load_corpus(which: str):
+    """(load(lang) -> docs, name) for the anchors' corpus or data/demo."""
+    if which == "anchors":
+        spec = importlib.util.spec_from_file_location("anchor_corpus", ANCHOR_CORPUS)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.load, f"anchors ({ANCHOR_CORPUS.parent.parent / 'data'})"
+    return demo_corpus.load, f"demo ({demo_corpus.DEMO})"
 
 
-def _seed_init(model: str, lang: str) -> None:
+def repeat_to(docs: list[str], target_mb: float) -> list[str]:
+    return docs * max(1, round(target_mb * 1e6 / demo_corpus.nbytes(docs)))
+
+
+def texts_of(path: Path):
+    """The text column of a Parquet file, in batches of BATCH."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=["text"]):
+        yield batch.column(0).to_pylist()
+
+
+# ---- seed-style baseline and Megatron-style pool (module level: Pool workers pickle them)
+_W: dict = {}
+
+
+def _init(model: str, lang: str) -> None:
     import sentencepiece as spm
 
-    _SEED["sp"] = spm.SentencePieceProcessor(model_file=model)
-    _SEED["split"] = splitter_for(lang)
+    _W["sp"] = spm.SentencePieceProcessor(model_file=model)
+    _W["split"] = splitter_for(lang)
 
 
 def _seed_encode(text: str) -> list[list[int]]:
     data = text.encode("utf-8")
-    bounds = [0, *_SEED["split"](data).tolist(), len(data)]
+    bounds = [0, *_W["split"](data).tolist(), len(data)]
     sentences = [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    return [_SEED["sp"].encode(s) for s in sentences]  # one sentence at a time, as the seed did
+    return [_W["sp"].encode(s) for s in sentences]  # one sentence at a time, as the seed did
 
 
-def run_seed(docs: list[str], model: str, lang: str, prefix: str, max_length: int, min_tokens: int) -> int:
+def _doc_encode(text: str) -> list[int]:
+    return _W["sp"].encode(text)
+
+
+def run_seed(pq_path: Path, model: str, lang: str, out: Path) -> int:
     tokens = 0
-    with mp.get_context("fork").Pool(CORES, initializer=_seed_init, initargs=(model, lang)) as pool:
-        with IndexedWriter(prefix, np.uint16) as w:
-            for sents in pool.imap(_seed_encode, docs, chunksize=32):
+    rows = (text for _, text, _ in iter_rows(str(pq_path), 0, 1 << 62))
+    with mp.get_context("fork").Pool(CORES, initializer=_init, initargs=(model, lang)) as pool:
+        with IndexedWriter(out / "seed", np.uint16) as w:
+            for sents in pool.imap(_seed_encode, rows, chunksize=32):
                 lengths = with_specials([len(s) for s in sents])
-                full = np.asarray([1, *(i for s in sents for i in s), 2], dtype=np.uint16)
-                for a, b in greedy_pack(lengths, max_length, min_tokens).spans:
+                full = np.empty(sum(lengths), dtype=np.uint16)  # BOS + ids + EOS, filled in C
+                full[0], full[-1] = 1, 2
+                full[1:-1] = np.fromiter(chain.from_iterable(sents), dtype=np.uint16, count=full.size - 2)
+                for a, b in greedy_pack(lengths, MAX_LENGTH, MIN_TOKENS).spans:
                     w.add_sequence(full[a:b])
                 w.end_document()
-                tokens += full.size
+                tokens += full.size - 2
     return tokens
 
 
-def run_ceiling(docs: list[str], model: str) -> int:
+def run_megatron(pq_path: Path, model: str, lang: str, out: Path) -> int:
+    tokens = 0
+    rows = (text for _, text, _ in iter_rows(str(pq_path), 0, 1 << 62))
+    with mp.get_context("fork").Pool(CORES, initializer=_init, initargs=(model, lang)) as pool:
+        with open(out / "megatron.bin", "wb") as f:
+            for ids in pool.imap(_doc_encode, rows, chunksize=32):
+                np.asarray(ids, dtype=np.uint16).tofile(f)
+                tokens += len(ids)
+    return tokens
+
+
+def run_ceiling(pq_path: Path, model: str, lang: str, out: Path) -> int:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=model)
     tokens = 0
-    for i in range(0, len(docs), 1024):
-        tokens += sum(len(x) + 2 for x in sp.encode(docs[i : i + 1024], num_threads=CORES))
+    with open(out / "ceiling.bin", "wb") as f:
+        for batch in texts_of(pq_path):
+            for ids in sp.encode(batch, num_threads=CORES):
+                np.asarray(ids, dtype=np.uint16).tofile(f)
+                tokens += len(ids)
     return tokens
+
+
+def run_ours(pq_path: Path, tok_dir: Path, lang: str, out: Path) -> int:
+    st = pack_shards({lang: pq_path}, {lang: lang}, tok_dir, set(), out, out / "blend.json", out / "stats.json",
+                     PackSettings(max_length=MAX_LENGTH, min_tokens=MIN_TOKENS), workers=CORES)
+    t = st["total"]
+    return t["doc_tokens"] - 2 * (t["docs"] - t["empty"])
+
+
+RUNNERS = {"ours": run_ours, "seed": run_seed, "megatron": run_megatron, "ceiling": run_ceiling}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads) and of its reaped children."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--target-mb", type=float, default=10)
+    ap.add_argument("--target-mb", type=float, default=50)
     ap.add_argument("--langs", default="zh,en,code")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--methods", default="ours,seed,megatron,ceiling")
+    ap.add_argument("--corpus", choices=["anchors", "demo"], default="anchors" if ANCHOR_CORPUS.exists() else "demo")
     ap.add_argument("--tokenizer", default=None)
     a = ap.parse_args()
+    load, corpus_name = load_corpus(a.corpus)
     tmp = Path(tempfile.mkdtemp(prefix="pack_bench_"))
     tok_dir = a.tokenizer
     if tok_dir is None:
         tok_dir = tmp / "tok32k"
         t0 = time.perf_counter()
-        texts = [d for lang in ("zh", "en", "code") for d in corpus.load(lang)]
-        train_tokenizer(texts, tok_dir, vocab_size=32000, num_threads=CORES)
-        print(f"trained 32k tokenizer in {time.perf_counter() - t0:.1f}s")
-    model = str(Tokenizer(tok_dir).model_file)
-    print(f"machine: {os.cpu_count()} cores, loadavg {os.getloadavg()}")
+        texts = [d for lang in ("zh", "en", "code") for d in load(lang)]
+        train_tokenizer(texts, tok_dir, vocab_size=32000, character_coverage=0.9995, num_threads=CORES)
+        print(f"trained the 32k tokenizer in {time.perf_counter() - t0:.1f}s")
+    tok = Tokenizer(tok_dir)
+    model = str(tok.model_file)
+    print(f"machine: {os.cpu_count()} cores, loadavg {os.getloadavg()}; corpus {corpus_name}; "
+          f"tokenizer vocab {tok.vocab_size}; sentencepiece {version('sentencepiece')}, numpy {np.__version__}")
+    methods = a.methods.split(",")
+    summary = []
     for lang in a.langs.split(","):
-        docs = corpus.repeat_to(corpus.load(lang), a.target_mb)
-        nbytes = corpus.nbytes(docs)
+        docs = repeat_to(load(lang), a.target_mb)
+        nbytes = demo_corpus.nbytes(docs)
         pq_path = tmp / f"{lang}.parquet"
         with ParquetSink(pq_path, DOC_SCHEMA) as sink:
             for i, d in enumerate(docs):
                 sink.write({"id": f"{lang}/{i}", "text": d, "lang": lang, "source": lang, "meta": "{}"})
-        settings = PackSettings(max_length=1024, min_tokens=20)
-        res = {}
-        t0 = time.perf_counter()
-        st = pack_shards({lang: pq_path}, {lang: lang}, tok_dir, set(), tmp / "ours", tmp / "ours/blend.json",
-                         tmp / "ours/stats.json", settings, workers=CORES)
-        res["ours"] = (time.perf_counter() - t0, st["total"]["doc_tokens"])
-        t0 = time.perf_counter()
-        n = run_seed(docs, model, lang, str(tmp / f"seed_{lang}"), 1024, 20)
-        res["seed"] = (time.perf_counter() - t0, n)
-        t0 = time.perf_counter()
-        n = run_ceiling(docs, model)
-        res["ceiling"] = (time.perf_counter() - t0, n)
-        for name, (dt, ntok) in res.items():
-            print(f"{lang:4s} {name:8s} {len(docs)} docs {nbytes / 1e6:.1f} MB {ntok} tokens in {dt:.2f}s -> "
-                  f"{ntok / dt / CORES:,.0f} tok/s/core, {nbytes / dt / 1e6 / CORES:.2f} MB/s/core")
-        ours, seed, ceil = res["ours"][0], res["seed"][0], res["ceiling"][0]
-        print(f"{lang:4s} RATIO ours/seed {seed / ours:.2f}x (target >= 2)  ours/ceiling {ceil / ours:.2f}x "
-              f"(target >= 0.8)  tok+ seed vs whole-doc {res['seed'][1] / res['ours'][1] - 1:+.1%} "
-              f"| loadavg {os.getloadavg()[0]:.2f}")
+        del docs
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        cpus: dict[str, list[float]] = {m: [] for m in methods}
+        ntok: dict[str, int] = {}
+        for rep in range(a.reps):
+            order = methods[rep % len(methods) :] + methods[: rep % len(methods)]  # rotate: fair under drift
+            for m in order:
+                out = tmp / f"out_{m}"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                ntok[m] = RUNNERS[m](pq_path, tok_dir if m == "ours" else model, lang, out)
+                times[m].append(time.perf_counter() - t0)
+                cpus[m].append(cpu_seconds() - c0)
+        base = ntok.get("ceiling", ntok.get("ours"))  # whole-document tokens: the unit of work
+        best = {m: min(ts) for m, ts in times.items()}
+        cpu = {m: min(cs) for m, cs in cpus.items()}
+        for m in methods:
+            ts = times[m]
+            print(f"{lang:4s} {m:8s} {nbytes / 1e6:.1f} MB, {base} tokens: best {best[m]:.2f}s "
+                  f"(median {statistics.median(ts):.2f}s, max {max(ts):.2f}s, n={len(ts)}) -> "
+                  f"{base / best[m] / CORES:,.0f} tok/s/core, {nbytes / best[m] / 1e6 / CORES:.2f} MB/s/core"
+                  + f"; CPU {cpu[m]:.2f}s -> {base / cpu[m]:,.0f} tok/cpu-s"
+                  + (f"  tok+ {ntok[m] / base - 1:+.1%}" if ntok[m] != base else ""))
+        line = f"{lang:4s} RATIO"
+        if "seed" in best and "ours" in best:
+            line += f"  ours/seed {best['seed'] / best['ours']:.2f}x (target >= 2)"
+        if "ceiling" in best and "ours" in best:
+            line += f"  ours/ceiling {best['ceiling'] / best['ours']:.2f}x (target >= 0.8)"
+        if "megatron" in best and "ours" in best:
+            line += f"  ours/megatron {best['megatron'] / best['ours']:.2f}x"
+        if "seed" in cpu and "ours" in cpu and "ceiling" in cpu:
+            line += (f" | by CPU time: ours/seed {cpu['seed'] / cpu['ours']:.2f}x, "
+                     f"ours/ceiling {cpu['ceiling'] / cpu['ours']:.2f}x")
+        print(line + f" | loadavg {os.getloadavg()[0]:.2f}", flush=True)
+        summary.append(line)
+    print("\n".join(summary))
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def plot_sample_lengths(stats: dict, out: str | Path) -> None:
                align="edge", color="#3182bd")
         ax.set_title(
             f"{lang}: {st['samples']:,} samples, {st['tokens']:,} tokens\n"
-            f"padding {st['padding_fraction']:.1%}, {st['mean_sentences_per_sample']:.1f} sentences/sample",
+            f"padding {st['padding_fraction']:.1%}, mean {st['mean_sample_tokens']:.0f} tokens/sample",
             fontsize=9,
         )
         ax.set_xlabel("tokens per sample")
