@@ -31,7 +31,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +38,7 @@ import corpus  # noqa: E402
 from dedup_throughput import NUM_PERM, SEED, shingles  # noqa: E402
 
 from cama.clean.dedup import dedup_corpus  # noqa: E402
-from cama.io import DOC_SCHEMA  # noqa: E402
+from cama.io import write_docs  # noqa: E402
 
 
 def edit(text: str, lang: str, p: float, rng: random.Random, vocab: list[str]) -> str:
@@ -79,17 +78,7 @@ def true_jaccard(a: str, b: str, lang: str) -> float:
 
 
 def _write(path: Path, src: str, texts: list[str], lang: str) -> None:
-    table = pa.table(
-        {
-            "id": [f"{src}/0/{i}" for i in range(len(texts))],
-            "text": texts,
-            "lang": [lang] * len(texts),
-            "source": [src] * len(texts),
-            "meta": ["{}"] * len(texts),
-        },
-        schema=DOC_SCHEMA,
-    )
-    pq.write_table(table, path)
+    write_docs(path, texts, src, lang)
 
 
 def run_cama(orig, copies, lang, bands, rows, min_jaccard):

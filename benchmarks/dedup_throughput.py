@@ -91,25 +91,13 @@ def run_cama(texts, lang, bands, rows, verify=False):
 
 
 def run_stage(texts, lang, bands, rows):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from cama.clean.dedup import dedup_corpus
-    from cama.io import DOC_SCHEMA
+    from cama.io import write_docs
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.parquet"
-        table = pa.table(
-            {
-                "id": [f"b/0/{i}" for i in range(len(texts))],
-                "text": texts,
-                "lang": [lang] * len(texts),
-                "source": ["b"] * len(texts),
-                "meta": ["{}"] * len(texts),
-            },
-            schema=DOC_SCHEMA,
-        )
-        pq.write_table(table, src)
+        write_docs(src, texts, "b", lang)
         settings = {
             "exact": True,
             "keep": "longest",

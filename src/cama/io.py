@@ -146,5 +146,23 @@ def iter_parquet(path: str | os.PathLike, columns: list[str] | None = None, batc
         yield from batch.to_pylist()
 
 
+def write_docs(path: str | os.PathLike, texts: list[str], source: str, lang: str) -> Path:
+    """A docs Parquet file of ``texts`` with positional ids, as a stage would write it (tests, benchmarks)."""
+    n = len(texts)
+    table = pa.table(
+        {
+            "id": [f"{source}/0/{i}" for i in range(n)],
+            "text": texts,
+            "lang": [lang] * n,
+            "source": [source] * n,
+            "meta": ["{}"] * n,
+        },
+        schema=DOC_SCHEMA,
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
 def count_rows(path: str | os.PathLike) -> int:
     return pq.ParquetFile(path).metadata.num_rows

@@ -5,12 +5,11 @@ import json
 import random
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from cama.clean.dedup import dedup_corpus
-from cama.io import DOC_SCHEMA, read_json
+from cama.io import DOC_SCHEMA, read_json, write_docs
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
 SETTINGS = {"exact": True, "keep": "longest", "minhash": {"min_jaccard": 0.6}}
@@ -59,18 +58,7 @@ def edit(text: str, lang: str, p: float, rng: random.Random, vocab: list[str]) -
 
 
 def write_source(path: Path, name: str, texts: list[str], lang: str) -> Path:
-    table = pa.table(
-        {
-            "id": [f"{name}/0/{i}" for i in range(len(texts))],
-            "text": texts,
-            "lang": [lang] * len(texts),
-            "source": [name] * len(texts),
-            "meta": ["{}"] * len(texts),
-        },
-        schema=DOC_SCHEMA,
-    )
-    pq.write_table(table, path)
-    return path
+    return write_docs(path, texts, name, lang)
 
 
 def run(tmp: Path, sources: dict[str, tuple[list[str], str]], settings=SETTINGS, tag="out"):

@@ -58,19 +58,19 @@ def test_formula_on_a_uniform_model():
 
 
 @pytest.mark.slow
-def test_bpb_drops_after_training(tmp_path, eval_data, eval_base):
+def test_bpb_drops_after_training(tmp_path, demo_data, tiny_base):
     """Direction, not a magic number: trained on demo-like text, every language gets cheaper."""
     settings = {"max_steps": 40, "micro_batch_size": 4, "global_batch_size": 8, "lr": 3e-3, "warmup_steps": 4,
                 "save_steps": 100, "logging_steps": 10, "dataloader_workers": 0, "zero": {"stage": 3}}  # fmt: skip
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "cama.pretrain.launch", "--tasks", "2", "--threads", "2", "--",
-           "--blend", str(eval_data["blend"]), "--base-model", str(eval_base), "--out-model", str(tmp_path / "model"),
+           "--blend", str(demo_data["blend"]), "--base-model", str(tiny_base), "--out-model", str(tmp_path / "model"),
            "--checkpoint-dir", str(tmp_path / "ckpt"), "--settings", json.dumps(settings)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = tmp_path / "bpb.json"
-    res = evaluate_bpb(models={"base": eval_base, "pretrained": tmp_path / "model"}, heldout=eval_data["heldout"],
+    res = evaluate_bpb(models={"base": tiny_base, "pretrained": tmp_path / "model"}, heldout=demo_data["heldout"],
                        out_json=out, settings={"max_docs": 8})  # fmt: skip
     assert json.loads(out.read_text())["delta_of"] == "pretrained - base"
     for lang in ("zh", "en", "code"):

@@ -1,4 +1,4 @@
-"""Fixtures for the pretraining tests: demo-like shards and a seeded tiny LLaMA, built once."""
+"""Shared fixtures: demo-like shards and a seeded tiny LLaMA, built once (pretrain, evaluate)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("pretrain_blend", Path(__file__).with_name("_blend.py"))
+_spec = importlib.util.spec_from_file_location("pretrain_blend", Path(__file__).parent / "pretrain" / "_blend.py")
 _blend = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_blend)
 
