@@ -1,6 +1,8 @@
 """The shard stage's fast paths give exactly what the plain per-document way gives.
 
 - chunked encoding of long texts (``Tokenizer.encode``) == sentencepiece on whole texts;
+- the word cache (``Tokenizer.encode_flat``) == sentencepiece on whole texts, on every demo
+  document, on random texts (hypothesis), and in the shards, with the cache on and off;
 - the zh splitter's faster pattern == the seed's regex;
 - batch packing (one encode call, one token array, documents that fit not split) ==
   encoding, splitting and packing each document on its own, as the stage did before;
@@ -20,7 +22,7 @@ from cama.pack.indexed import IndexedReader, IndexedWriter
 from cama.pack.packing import greedy_pack, with_specials
 from cama.pack.sentences import splitter_for, zh_cuts
 from cama.pack.shards import PackSettings, pack_shards
-from cama.pack.tokenizer import Tokenizer, space_chunks
+from cama.pack.tokenizer import Tokenizer, space_chunks, word_chunks
 
 # ---------------------------------------------------------------- tokenizer
 
@@ -174,3 +176,95 @@ def test_add_sequences_equals_one_by_one(tmp_path):
         assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
     with pytest.raises(ValueError, match="add up"), IndexedWriter(tmp_path / "c", np.uint16) as w:
         w.add_sequences(np.zeros(3, np.uint16), [2])
+
+
+# ---------------------------------------------------------------- word cache
+
+
+def _flat(ids: list[list[int]]) -> tuple[list[int], list[int]]:
+    return [i for doc in ids for i in doc], [len(doc) for doc in ids]
+
+
+@pytest.fixture(scope="module")
+def tok(tokenizer_dir) -> Tokenizer:
+    t = Tokenizer(tokenizer_dir)
+    assert t.chunkable and t.word_cache
+    return t
+
+
+@pytest.mark.parametrize("cap, chars", [(1 << 17, 48), (64, 48), (1 << 17, 4), (1 << 17, 10_000)])
+def test_word_cache_is_exact_on_demo_docs(tokenizer_dir, demo_docs, cap, chars):
+    tok = Tokenizer(tokenizer_dir, word_cache=cap, cache_chars=chars)
+    for lang, docs in demo_docs.items():
+        want = _flat(tok.sp.encode(docs))
+        for _ in range(2):  # cold, then warm
+            for a in range(0, len(docs), 37):  # batches of 37: later ones hit earlier words
+                ids, lens = tok.encode_flat(docs[a : a + 37])
+                assert ids.dtype == np.int32
+                w = _flat(tok.sp.encode(docs[a : a + 37]))
+                assert (ids.tolist(), lens.tolist()) == w, (lang, a)
+        ids, lens = tok.encode_flat(docs)
+        assert (ids.tolist(), lens.tolist()) == want, lang
+        assert len(tok._cache) <= cap
+        assert all(len(k) <= chars for k in tok._cache)
+
+
+_ALPHABET = st.sampled_from(
+    [" ", " ", " ", "  ", "\u2581", "\t", "\n", "\r", "\u3000", "a", "b", "the", "The", "ing", "0", "7", "42",
+     "中", "文", "。", "，", "😀", "👍🏽", "é", "e\u0301", "ﬁ", ".", ",", "'", "\x00", "(", "):"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_ALPHABET, max_size=40).map("".join), min_size=1, max_size=6))
+def test_word_cache_is_exact_on_random_texts(tok, texts):
+    assert _pair(tok.encode_flat(texts)) == _flat(tok.sp.encode(texts))
+
+
+def _pair(r: tuple[np.ndarray, np.ndarray]) -> tuple[list[int], list[int]]:
+    return r[0].tolist(), r[1].tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \t\n。\u2581", max_size=80))
+def test_word_chunks(text):
+    pieces = word_chunks(text)
+    assert " ".join(pieces) == text
+    for left, right in zip(pieces[:-1], pieces[1:], strict=True):
+        assert left and right and left[-1] not in " \u2581" and right[0] not in " \u2581"
+    for p in pieces:  # every single space is a cut
+        for i in range(1, len(p) - 1):
+            assert not (p[i] == " " and p[i - 1] not in " \u2581" and p[i + 1] not in " \u2581"), (text, p)
+
+
+def test_normalising_model_takes_the_plain_path(nfkc_tokenizer, demo_docs):
+    tok = Tokenizer(nfkc_tokenizer)
+    assert not tok.chunkable
+    docs = [*demo_docs["en"][:20], "Ｆｕｌｌｗｉｄｔｈ　ｔｅｘｔ。 ﬁne.", ""]
+    assert _pair(tok.encode_flat(docs)) == _flat(tok.sp.encode(docs))
+    assert not tok._cache
+
+
+def test_empty_batch(tok):
+    ids, lens = tok.encode_flat([])
+    assert ids.size == 0 and lens.size == 0
+
+
+@pytest.mark.parametrize("max_length", [1024, 64])
+def test_shards_are_the_same_with_and_without_the_cache(tmp_path, demo_sources, tokenizer_dir, max_length,
+                                                        monkeypatch):
+    from cama.pack import shards
+
+    inputs, langs = demo_sources
+    outs = {}
+    for cap in (0, 1 << 17):
+        monkeypatch.setattr(shards, "Tokenizer", lambda path, cap=cap: Tokenizer(path, word_cache=cap))
+        monkeypatch.setattr(shards, "_TOKENIZERS", {})
+        out = tmp_path / str(cap)
+        pack_shards(inputs, langs, tokenizer_dir, set(), out, out / "b.json", out / "s.json",
+                    PackSettings(max_length=max_length, min_tokens=5, batch_docs=64), workers=1)
+        outs[cap] = out
+    files = sorted(p.name for p in outs[0].iterdir() if p.suffix in (".bin", ".idx"))
+    assert files
+    for name in files:
+        assert (outs[0] / name).read_bytes() == (outs[1 << 17] / name).read_bytes(), name

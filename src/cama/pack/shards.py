@@ -2,9 +2,10 @@
 
 Per batch of documents (``PackSettings.batch_docs``):
 
-1. Encode the documents whole with one sentencepiece call (a long one in pieces cut at
-   spaces, which gives the same ids faster: ``Tokenizer.encode``), and lay them end to
-   end, each framed by BOS and EOS, in one token array.
+1. Encode the documents whole with one sentencepiece call (through a word cache, or a
+   long one in pieces cut at spaces, which gives the same ids faster:
+   ``Tokenizer.encode_flat``), and lay them end to end, each framed by BOS and EOS, in
+   one token array.
 2. One cumulative sum of the tokens' byte widths (``Tokenizer.surface_bytes``) gives
    where each token ends in its text, and checks at once that every document's widths
    add up to its length.
@@ -43,7 +44,6 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -151,13 +151,14 @@ class _ShardPacker:
     """Packs batches of documents into one shard's writer and counts what happens.
 
     A batch is handled as arrays, not document by document: one sentencepiece call
-    encodes it; ``np.fromiter`` lays all documents, each framed by BOS/EOS, end to end in
-    one token array (``buf``); one cumulative sum of the tokens' byte widths gives every
-    token's end offset, which checks every document's width at once; and the kept
-    samples go to the writer as one array. Only documents longer than ``max_length`` are
-    split into sentences and packed by ``greedy_pack``: a document that fits is one
-    sample whatever its sentences are, so splitting it would only feed the
-    sentences-per-sample statistic (``PackSettings.sentence_stats`` asks for that).
+    encodes it into one id array; one masked assignment lays all documents, each framed
+    by BOS/EOS, end to end in one token array (``buf``); one cumulative sum of the
+    tokens' byte widths gives every token's end offset, which checks every document's
+    width at once; and the kept samples go to the writer as one array. Only documents
+    longer than ``max_length`` are split into sentences and packed by ``greedy_pack``: a
+    document that fits is one sample whatever its sentences are, so splitting it would
+    only feed the sentences-per-sample statistic (``PackSettings.sentence_stats`` asks
+    for that).
     """
 
     def __init__(self, tok: Tokenizer, settings: PackSettings, writer: IndexedWriter):
@@ -178,19 +179,20 @@ class _ShardPacker:
         if not texts:
             return
         tok, st, max_length = self.tok, self.stats, self.s.max_length
-        bos, eos = (tok.bos_id,), (tok.eos_id,)
         datas = [t.encode("utf-8") for t in texts]
         n_docs = len(texts)
         nbytes = np.fromiter(map(len, datas), dtype=np.int64, count=n_docs)
-        ids = tok.encode(texts)
-        total = np.fromiter(map(len, ids), dtype=np.int64, count=n_docs) + 2  # BOS/EOS included
+        ids, lens = tok.encode_flat(texts)
+        total = lens + 2  # BOS/EOS included
         fe = np.cumsum(total)  # document j is buf[fs[j]:fe[j]]
         fs = fe - total
-        # every document framed by BOS/EOS, end to end: one pass in C over all the ids
-        buf = np.fromiter(
-            chain.from_iterable(x for doc in ids for x in (bos, doc, eos)), dtype=self.w.dtype, count=int(fe[-1])
-        )
-        del ids
+        # every document framed by BOS/EOS, end to end
+        buf = np.empty(int(fe[-1]), dtype=self.w.dtype)
+        body = np.ones(buf.size, dtype=bool)
+        body[fs] = body[fe - 1] = False
+        buf[body] = ids
+        buf[fs], buf[fe - 1] = tok.bos_id, tok.eos_id
+        del ids, body
         # cw[p] = bytes covered by buf[:p]; BOS/EOS (control tokens) cover none. A
         # document's first token also covers the dummy-prefix "▁" that is not in its text.
         cw = np.zeros(buf.size + 1, dtype=np.int64)
