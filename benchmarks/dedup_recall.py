@@ -38,25 +38,8 @@ import corpus  # noqa: E402
 from dedup_throughput import NUM_PERM, SEED, shingles  # noqa: E402
 
 from cama.clean.dedup import dedup_corpus  # noqa: E402
+from cama.clean.planted import edit  # noqa: E402
 from cama.io import write_docs  # noqa: E402
-
-
-def edit(text: str, lang: str, p: float, rng: random.Random, vocab: list[str]) -> str:
-    toks = list("".join(text.split())) if lang == "zh" else text.split()
-    out = []
-    for tok in toks:
-        if rng.random() < p:
-            op = rng.randrange(3)
-            if op == 0:
-                out.append(rng.choice(vocab))
-            elif op == 1:
-                continue
-            else:
-                out.append(tok)
-                out.append(rng.choice(vocab))
-        else:
-            out.append(tok)
-    return "".join(out) if lang == "zh" else " ".join(out)
 
 
 def planted(lang: str, p: float, n: int = 500) -> tuple[list[str], list[str]]:

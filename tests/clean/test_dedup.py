@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cama.clean.dedup import dedup_corpus
+from cama.clean.planted import edit
 from cama.io import DOC_SCHEMA, read_json, write_docs
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"
@@ -37,24 +38,6 @@ def shingles(text: str, lang: str) -> set[str]:
 def true_jaccard(a: str, b: str, lang: str) -> float:
     sa, sb = shingles(a, lang), shingles(b, lang)
     return len(sa & sb) / len(sa | sb)
-
-
-def edit(text: str, lang: str, p: float, rng: random.Random, vocab: list[str]) -> str:
-    """The anchor protocol: each token substituted, deleted or followed by an insert with p."""
-    toks = list("".join(text.split())) if lang == "zh" else text.split()
-    out = []
-    for tok in toks:
-        if rng.random() < p:
-            op = rng.randrange(3)
-            if op == 0:
-                out.append(rng.choice(vocab))
-            elif op == 1:
-                continue
-            else:
-                out += [tok, rng.choice(vocab)]
-        else:
-            out.append(tok)
-    return ("" if lang == "zh" else " ").join(out)
 
 
 def write_source(path: Path, name: str, texts: list[str], lang: str) -> Path:
