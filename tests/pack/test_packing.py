@@ -90,16 +90,19 @@ def test_best_fit_properties(sizes, capacity):
     items = sorted(i for b in bins for i in b)
     assert items == list(range(len(sizes)))  # every piece exactly once
     assert all(sum(sizes[i] for i in b) <= capacity for b in bins)
-    # never worse than packing in the given order (next-fit)
-    next_fit, room = 0, 0
-    for s in sizes:
-        if s > room:
-            next_fit, room = next_fit + 1, capacity
-        room -= s
-    assert len(bins) <= next_fit
+    # (best-fit-decreasing is not always better than next-fit in the given order: hypothesis
+    # found [18, 20, 20, 8, 19, 37] in 64, 3 bins against 2. Its guarantee is against the
+    # optimum, 11/9·OPT + 6/9, which a test cannot compute cheaply.)
     # any-fit property: a new bin is opened only when nothing fits, so at most one bin
     # ends up half full or less
     assert sum(2 * sum(sizes[i] for i in b) <= capacity for b in bins) <= 1
+
+
+def test_best_fit_counterexample_to_next_fit_is_still_valid():
+    sizes = [18, 20, 20, 8, 19, 37]
+    bins = best_fit_decreasing(sizes, 64)
+    assert sorted(i for b in bins for i in b) == list(range(6))
+    assert all(sum(sizes[i] for i in b) <= 64 for b in bins) and len(bins) == 3
 
 
 @settings(max_examples=200, deadline=None)
