@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same property examples every time (CI=true there): a failure is then a change
+# in the code, not a new draw. Locally, hypothesis explores afresh on each run.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 _spec = importlib.util.spec_from_file_location("pretrain_blend", Path(__file__).parent / "pretrain" / "_blend.py")
 _blend = importlib.util.module_from_spec(_spec)
