@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
-from dedup_throughput import NUM_PERM, SEED, shingles  # noqa: E402
+from dedup_throughput import NUM_PERM, library_index, shingles  # noqa: E402
 
 from cama.clean.dedup import dedup_corpus  # noqa: E402
 from cama.clean.planted import edit  # noqa: E402
@@ -103,28 +103,8 @@ def run_cama(orig, copies, lang, bands, rows, min_jaccard):
 
 
 def run_lib(name, orig, copies, lang, bands, rows):
-    texts = orig + copies
     n = len(orig)
-    if name == "rensa":
-        from rensa import RMinHash, RMinHashLSH
-
-        sigs = []
-        for t in texts:
-            m = RMinHash(NUM_PERM, SEED)
-            m.update(list(shingles(t, lang)))
-            sigs.append(m)
-        lsh = RMinHashLSH(0.5, NUM_PERM, bands)
-    else:
-        from datasketch import MinHash, MinHashLSH
-
-        sigs = []
-        for t in texts:
-            m = MinHash(num_perm=NUM_PERM, seed=SEED)
-            m.update_batch([s.encode("utf-8") for s in shingles(t, lang)])
-            sigs.append(m)
-        lsh = MinHashLSH(num_perm=NUM_PERM, params=(bands, rows))
-    for i, m in enumerate(sigs):
-        lsh.insert(i, m)
+    sigs, lsh = library_index(name, orig + copies, lang, bands, rows)
     return [k in set(lsh.query(sigs[n + k])) for k in range(n)]
 
 

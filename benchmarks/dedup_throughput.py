@@ -44,31 +44,38 @@ def shingles(text: str, lang: str) -> set[str]:
     return {" ".join(w[i : i + 5]) for i in range(max(1, len(w) - 4))}
 
 
-def run_datasketch(texts, lang, bands, rows):
-    from datasketch import MinHash, MinHashLSH
+def library_index(name: str, texts, lang, bands, rows):
+    """Signatures of ``texts`` and an LSH index holding them all, built with ``name``'s library."""
+    if name == "rensa":
+        from rensa import RMinHash, RMinHashLSH
 
-    sigs = []
-    for t in texts:
-        m = MinHash(num_perm=NUM_PERM, seed=SEED)
-        m.update_batch([s.encode("utf-8") for s in shingles(t, lang)])
-        sigs.append(m)
-    lsh = MinHashLSH(num_perm=NUM_PERM, params=(bands, rows))
+        sigs = []
+        for t in texts:
+            m = RMinHash(NUM_PERM, SEED)
+            m.update(list(shingles(t, lang)))
+            sigs.append(m)
+        lsh = RMinHashLSH(0.5, NUM_PERM, bands)  # bands fix rows = NUM_PERM // bands
+    else:
+        from datasketch import MinHash, MinHashLSH
+
+        sigs = []
+        for t in texts:
+            m = MinHash(num_perm=NUM_PERM, seed=SEED)
+            m.update_batch([s.encode("utf-8") for s in shingles(t, lang)])
+            sigs.append(m)
+        lsh = MinHashLSH(num_perm=NUM_PERM, params=(bands, rows))
     for i, m in enumerate(sigs):
         lsh.insert(i, m)
+    return sigs, lsh
+
+
+def run_datasketch(texts, lang, bands, rows):
+    sigs, lsh = library_index("datasketch", texts, lang, bands, rows)
     return sum(len(lsh.query(m)) for m in sigs)
 
 
 def run_rensa(texts, lang, bands, rows):
-    from rensa import RMinHash, RMinHashLSH
-
-    sigs = []
-    for t in texts:
-        m = RMinHash(NUM_PERM, SEED)
-        m.update(list(shingles(t, lang)))
-        sigs.append(m)
-    lsh = RMinHashLSH(0.5, NUM_PERM, bands)  # bands fix rows = NUM_PERM // bands
-    for i, m in enumerate(sigs):
-        lsh.insert(i, m)
+    sigs, lsh = library_index("rensa", texts, lang, bands, rows)
     return sum(len(lsh.query(m)) for m in sigs)
 
 

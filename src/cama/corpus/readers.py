@@ -329,9 +329,15 @@ def extract_meta(record: Any, names: list[str]) -> dict[str, Any]:
     return {name: record[name] for name in names if name in record}
 
 
-def record_from(obj: Any, spec: dict, file: str, line: int, size: int, limit: int) -> Record:
-    """Build a Record from a parsed object, or raise RecordError."""
+def record_from(obj: Any, spec: dict, file: str, line: int, size: int | None, limit: int) -> Record:
+    """Build a Record from a parsed object, or raise RecordError.
+
+    ``size`` is the record's size as read (a JSONL line); None measures the text itself
+    (records parsed out of a whole file or a Parquet row).
+    """
     text = extract_text(obj, spec["text"], file, line)
+    if size is None:
+        size = len(text.encode("utf-8"))
     if size > limit:
         raise RecordError("too_large", file, line)
     return Record(file, line, text, extract_meta(obj, spec["meta"]), size)
@@ -388,11 +394,7 @@ def read_json(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
     del data
     for number, obj in enumerate(walk_records(doc, spec["records"], file), start=1):
         try:
-            text = extract_text(obj, spec["text"], file, number)
-            size = len(text.encode("utf-8"))
-            if size > limit:
-                raise RecordError("too_large", file, number)
-            yield Record(file, number, text, extract_meta(obj, spec["meta"]), size)
+            yield record_from(obj, spec, file, number, None, limit)
         except RecordError as e:
             raw = json.dumps(obj, ensure_ascii=False)[:QUARANTINE_RAW_BYTES].encode("utf-8")
             yield quarantine(e, raw, len(json.dumps(obj, ensure_ascii=False).encode("utf-8")))
@@ -464,11 +466,7 @@ def read_parquet(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item
             for row in batch.to_pylist():
                 number += 1
                 try:
-                    text = extract_text(row, spec["text"], file, number)
-                    size = len(text.encode("utf-8"))
-                    if size > limit:
-                        raise RecordError("too_large", file, number)
-                    yield Record(file, number, text, extract_meta(row, spec["meta"]), size)
+                    yield record_from(row, spec, file, number, None, limit)
                 except RecordError as e:
                     raw = str(row)[:QUARANTINE_RAW_BYTES].encode("utf-8")
                     yield quarantine(e, raw, len(raw))
