@@ -7,8 +7,11 @@ written on the fly (full-length samples, so no padding and no attention mask). V
 - ``ours``        the stage as a user runs it for a model that fits: ``cama.pretrain.train`` with
                   zero.stage auto (0 = plain data parallel when the model states fit), bf16, SDPA,
                   fused AdamW, torch.compile, micro-batch 8, no gradient checkpointing;
-- ``ours_zero3``  the stage with ZeRO-3 forced (what a 13B needs), parameters kept resident where
-                  they fit, 1e9 buckets, micro-batch 8, no gradient checkpointing;
+- ``ours_zero3``  the stage with ZeRO-3 forced (what a 13B needs) and otherwise as a user runs
+                  it: the stage keeps the parameters resident because they fit (``fit_zero3``),
+                  DeepSpeed compiles the model, micro-batch 8, no gradient checkpointing;
+- ``ours_zero3_sharded`` (not in the default list) the same with the parameters partitioned
+                  and gathered per use, as a model that does not fit whole runs;
 - ``plain``       the anchor baseline: plain HF Trainer, bf16 autocast, SDPA, fused AdamW,
                   micro-batch 4, no DeepSpeed;
 - ``zero3_auto``  the anchor baseline: HF Trainer + DeepSpeed ZeRO-3 with "auto" settings, micro-batch 4.
@@ -46,6 +49,7 @@ from pathlib import Path
 SHAPE = dict(layers=22, hidden_size=2048, heads=32, kv_heads=4, intermediate_size=5632)
 VOCAB = 32000
 VARIANTS = ("ours", "ours_zero3", "plain", "zero3_auto")
+EXTRA_VARIANTS = ("ours_zero3_sharded",)
 
 
 def _stub_pyarrow() -> None:
@@ -111,7 +115,7 @@ def write_base_model(folder: Path, seq: int) -> Path:
 # ----------------------------------------------------------------------------- variants
 
 
-def run_ours(work: Path, args, zero3: bool) -> dict:
+def run_ours(work: Path, args, zero3: bool, sharded: bool = False) -> dict:
     from cama.pretrain import config as C
     from cama.pretrain.train import pretrain
 
@@ -124,15 +128,13 @@ def run_ours(work: Path, args, zero3: bool) -> dict:
     while not (work / "blend.done").exists():
         time.sleep(1)
     base = write_base_model(work, args.seq)
-    zero = {"stage": "auto"}
-    if zero3:  # forced, as a 13B needs; keep parameters resident when they fit (ANCHORS, tuned ZeRO-3)
-        zero = {"stage": 3, "overlap_comm": False, "reduce_bucket_size": 10**9,
-                "stage3_prefetch_bucket_size": 10**9, "stage3_param_persistence_threshold": 10**10,
-                "stage3_max_live_parameters": 10**10, "stage3_max_reuse_distance": 10**10}  # fmt: skip
+    zero = {"stage": 3} if zero3 else {"stage": "auto"}  # forced 3: the stage tunes it by what fits
+    if sharded:  # DeepSpeed's own thresholds: parameters partitioned, gathered per use
+        zero = {"stage": 3, "stage3_param_persistence_threshold": 10 * SHAPE["hidden_size"], "overlap_comm": True}
     settings = C.from_dict({
         "max_steps": args.steps, "micro_batch_size": mb, "gradient_accumulation_steps": 1,
         "seq_length": args.seq, "lr": 1e-4, "warmup_steps": 2, "precision": "bf16",
-        "gradient_checkpointing": False, "torch_compile": not zero3 and not args.no_compile,
+        "gradient_checkpointing": False, "torch_compile": not args.no_compile, "sdpa_backend": args.sdpa_backend,
         "save_steps": 10**6, "logging_steps": args.log_every, "dataloader_workers": 2, "zero": zero,
         "peak_tflops": args.peak,
     })  # fmt: skip
@@ -141,7 +143,7 @@ def run_ours(work: Path, args, zero3: bool) -> dict:
     timed = [r for r in stats["loss_curve"] if r["step"] > args.warmup and "tokens_per_s" in r]
     tok_s = sum(r["tokens_per_s"] for r in timed) / len(timed) / world  # per GPU
     return {"micro_batch": mb, "zero_stage": stats["zero_stage"], "compile": settings.torch_compile,
-            "tokens_per_s_per_gpu": tok_s}  # fmt: skip
+            "sdpa": stats["sdpa_backend"], "tokens_per_s_per_gpu": tok_s}  # fmt: skip
 
 
 def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
@@ -201,8 +203,8 @@ def run_variant(variant: str, args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    if variant in ("ours", "ours_zero3"):
-        res = run_ours(work, args, zero3=variant == "ours_zero3")
+    if variant.startswith("ours"):
+        res = run_ours(work, args, zero3=variant != "ours", sharded=variant == "ours_zero3_sharded")
     else:
         res = run_trainer_baseline(work, args, zero3=variant == "zero3_auto")
     cfg = base_config(args.seq)
@@ -229,15 +231,15 @@ def _meta_model(cfg):
 
 
 def table(rows: list[dict]) -> str:
-    head = "| variant | GPU | GPUs | ZeRO | micro-batch | compile | tokens/s/GPU | MFU | max mem GB |"
+    head = "| variant | GPU | GPUs | ZeRO | micro-batch | compile | SDPA first | tokens/s/GPU | MFU | max mem GB |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} |||||||")
+            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} ||||||||")
             continue
         lines.append(
             f"| {r['variant']} | {r['gpu']} | {r['gpus']} | {r['zero_stage']} | {r['micro_batch']} | "
-            f"{'yes' if r['compile'] else 'no'} | {r['tokens_per_s_per_gpu']:,.0f} | "
+            f"{'yes' if r['compile'] else 'no'} | {r.get('sdpa', 'default')} | {r['tokens_per_s_per_gpu']:,.0f} | "
             f"{100 * r['mfu']:.1f}% | {r['max_mem_gb']:.1f} |"
         )
     return "\n".join(lines)
@@ -258,6 +260,7 @@ def drive(args) -> None:
             cmd += ["--micro-batch", str(args.micro_batch)]
         if args.no_compile:
             cmd += ["--no-compile"]
+        cmd += ["--sdpa-backend", args.sdpa_backend]
         print("running:", " ".join(cmd), flush=True)
         proc = subprocess.run(cmd, timeout=args.timeout)
         if proc.returncode == 0 and out.exists():
@@ -275,7 +278,7 @@ def drive(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variant", choices=VARIANTS, help="run one variant (under torchrun or deepspeed)")
+    p.add_argument("--variant", choices=VARIANTS + EXTRA_VARIANTS, help="run one variant (under torchrun or deepspeed)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="driver: which variants, in order")
     p.add_argument("--gpus", type=int, default=1, help="driver: processes per variant")
     p.add_argument("--out", default=None, help="one variant: where its JSON goes (rank 0)")
@@ -285,6 +288,7 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=None, help="default: 8 for ours, 4 for baselines")
     p.add_argument("--no-compile", action="store_true", help="ours without torch.compile")
+    p.add_argument("--sdpa-backend", default="auto", help="ours: pretrain.sdpa_backend")
     p.add_argument("--peak", type=float, default=None, help="TFLOP/s; default by GPU name")
     p.add_argument("--workdir", default=None, help="scratch folder (default: the system temp dir)")
     p.add_argument("--timeout", type=int, default=1200, help="driver: seconds per variant")

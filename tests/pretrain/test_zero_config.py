@@ -1,7 +1,7 @@
 """The DeepSpeed dict from the config, and the choice of ZeRO stage."""
 
 from cama.pretrain import config as C
-from cama.pretrain.deepspeed import choose_stage, ds_config, resolve_optimizer, resolve_precision
+from cama.pretrain.deepspeed import choose_stage, ds_config, fit_zero3, resolve_optimizer, resolve_precision
 
 
 def test_stage3_dict():
@@ -50,3 +50,31 @@ def test_precision_auto():
     assert resolve_precision("auto", cuda=False, bf16_supported=False) == "fp32"
     assert resolve_precision("auto", cuda=True, bf16_supported=True) == "bf16"
     assert resolve_precision("auto", cuda=True, bf16_supported=False) == "fp16"
+
+
+def test_zero3_keeps_parameters_resident_only_where_they_fit():
+    gb = 2**30
+    z = C.ZeroConfig(stage=3)
+    tiny = fit_zero3(z, 1_100_000_000, 2, 80 * gb)  # 2.2 GB whole + 7.7 GB partitioned states
+    assert tiny.stage3_param_persistence_threshold >= 10**10 and tiny.stage3_max_live_parameters >= 10**10
+    assert tiny.overlap_comm is False and tiny.reduce_bucket_size > 10**8
+    big = fit_zero3(z, 13_000_000_000, 2, 80 * gb)  # 26 GB whole + 91 GB partitioned: does not fit
+    assert big == z
+    assert fit_zero3(z, 10**6, 2, None) == z  # CPU: DeepSpeed's defaults
+    mine = C.ZeroConfig(stage=3, stage3_param_persistence_threshold=1000)
+    assert fit_zero3(mine, 10**6, 2, 80 * gb) == mine  # the user's thresholds win
+    offloaded = C.ZeroConfig(stage=3, offload_param="cpu")
+    assert fit_zero3(offloaded, 10**6, 2, 80 * gb) == offloaded
+    d = ds_config(C.TrainConfig(zero=tiny), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    assert d["zero_optimization"]["stage3_param_persistence_threshold"] == tiny.stage3_param_persistence_threshold
+
+
+def test_sdpa_priority_puts_the_choice_first_and_keeps_fallbacks():
+    from torch.nn.attention import SDPBackend
+
+    from cama.pretrain.attention import AUTO, sdpa_priority
+
+    order = sdpa_priority("cudnn")
+    assert order[0] == SDPBackend.CUDNN_ATTENTION and len(order) == 4 and SDPBackend.MATH in order
+    assert sdpa_priority("auto")[0] == sdpa_priority(AUTO)[0]
+    assert sdpa_priority("efficient")[0] == SDPBackend.EFFICIENT_ATTENTION

@@ -122,8 +122,12 @@ class TrainConfig:
     """Recompute activations in the backward pass: ~1/3 more compute for far less memory."""
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     """Attention kernel; sdpa picks FlashAttention-class kernels on GPU."""
+    sdpa_backend: Literal["auto", "flash", "cudnn", "efficient", "math"] = "auto"
+    """With sdpa on a GPU, the kernel tried first (the others stay behind it as fallbacks).
+    auto: the one measured fastest at the pretraining shape (``cama.pretrain.attention``)."""
     torch_compile: bool = False
-    """Compile the model with torch.compile (GPU; not with ZeRO-3)."""
+    """Compile the model with torch.compile (GPU). Under ZeRO-1-3 DeepSpeed compiles it
+    (``engine.compile``), breaking the graph at its parameter hooks."""
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "deepspeed"] = "auto"
     """auto: fused torch AdamW on GPU, torch AdamW on CPU, DeepSpeed's CPU Adam with
     optimizer offload. deepspeed: DeepSpeed builds its own (FusedAdam, JIT-compiled)."""
@@ -278,8 +282,6 @@ def basic_problems(cfg: TrainConfig, key: str = "pretrain") -> list[str]:
         problems.append(f"{key}.zero.offload_param: needs zero.stage 3, not {z.stage}")
     if z.offload_optimizer != "none" and z.stage == 0:
         problems.append(f"{key}.zero.offload_optimizer: needs DeepSpeed (zero.stage 1-3), not 0")
-    if cfg.torch_compile and z.stage == 3:
-        problems.append(f"{key}.torch_compile: not supported with zero.stage 3 (parameters are gathered per use)")
     if not 0 <= cfg.min_lr_ratio <= 1:
         problems.append(f"{key}.min_lr_ratio: {cfg.min_lr_ratio} is outside 0..1")
     return problems

@@ -12,6 +12,7 @@ parameters on every use. A model whose states fit a device is faster without it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from cama.pretrain.config import TrainConfig, ZeroConfig
@@ -35,6 +36,41 @@ def choose_stage(n_params: int, world_size: int, device_bytes: int | None, headr
     if n_params * (4 + 12 / world_size) <= budget:
         return 2
     return 3
+
+
+RESIDENT = 10**10  # "every parameter": larger than any model's parameter count per tensor
+RESIDENT_BUCKET = 5 * 10**8
+
+
+def resident_params_fit(n_params: int, world_size: int, device_bytes: int | None, headroom: float = 0.5) -> bool:
+    """Under ZeRO-3, whether the 16-bit weights can stay whole on every device.
+
+    Then ZeRO-3 partitions only gradients (2 bytes) and optimizer states (12 bytes), and no
+    parameter is gathered per use, which is most of ZeRO-3's cost on a model that fits
+    (ANCHORS: 27.9% against 15.7% MFU on one H200).
+    """
+    if device_bytes is None:
+        return False  # CPU: keep DeepSpeed's defaults, which the tests exercise
+    return n_params * (2 + (MODEL_STATE_BYTES - 2) / world_size) <= headroom * device_bytes
+
+
+def fit_zero3(z: ZeroConfig, n_params: int, world_size: int, device_bytes: int | None) -> ZeroConfig:
+    """ZeRO-3 settings chosen by what fits: the parameters kept resident when they fit and the
+    user left the stage-3 thresholds unset; large buckets then, since nothing waits on them."""
+    unset = (z.stage3_param_persistence_threshold, z.stage3_max_live_parameters, z.stage3_max_reuse_distance)
+    if z.offload_param != "none" or any(v is not None for v in unset):
+        return z
+    if not resident_params_fit(n_params, world_size, device_bytes):
+        return z
+    return dataclasses.replace(
+        z,
+        stage3_param_persistence_threshold=RESIDENT,
+        stage3_max_live_parameters=RESIDENT,
+        stage3_max_reuse_distance=RESIDENT,
+        reduce_bucket_size=z.reduce_bucket_size or RESIDENT_BUCKET,
+        stage3_prefetch_bucket_size=z.stage3_prefetch_bucket_size or RESIDENT_BUCKET,
+        overlap_comm=False if z.overlap_comm is None else z.overlap_comm,
+    )
 
 
 def resolve_precision(precision: str, cuda: bool, bf16_supported: bool) -> str:

@@ -39,6 +39,7 @@ batch size is unchanged (checked, naming the key).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -52,7 +53,10 @@ from pathlib import Path
 from cama.errors import ConfigError
 from cama.io import read_json, write_json
 from cama.pretrain import config as C
-from cama.pretrain.deepspeed import choose_stage, ds_config, resolve_optimizer, resolve_precision
+from cama.pretrain.attention import resolve as resolve_sdpa
+from cama.pretrain.attention import register_causal_sdpa, sdpa_context
+from cama.pretrain.compile import compile_blocks
+from cama.pretrain.deepspeed import choose_stage, ds_config, fit_zero3, resolve_optimizer, resolve_precision
 from cama.pretrain.metrics import flops_per_token, mfu, peak_tflops, plot_loss
 from cama.pretrain.model import copy_tokenizer, readable
 
@@ -303,6 +307,8 @@ def pretrain(
     stage = settings.zero.stage
     if stage == "auto":
         stage = choose_stage(n_params, world, device_bytes)
+    if stage == 3:
+        settings = dataclasses.replace(settings, zero=fit_zero3(settings.zero, n_params, world, device_bytes))
     optimizer = resolve_optimizer(settings, cuda)
     if optimizer == "deepspeed" and stage == 0:
         raise ConfigError("pretrain.optimizer: deepspeed needs zero.stage 1-3")
@@ -312,6 +318,7 @@ def pretrain(
         derived={
             "world_size": world, "gradient_accumulation_steps": ga, "global_batch_size": gbs,
             "precision": precision, "zero_stage": stage, "optimizer": optimizer, "backend": backend,
+            "sdpa_backend": resolve_sdpa(settings.sdpa_backend) if cuda else "cpu",
             "params": n_params, "non_embedding_params": n_params - n_embed,
             "samples": settings.max_steps * gbs, "blend_max_length": blend_spec.get("max_length"),
         },
@@ -353,7 +360,7 @@ def pretrain(
         fp16=precision == "fp16",
         gradient_checkpointing=settings.gradient_checkpointing,
         **{_ckpt_kwargs_name(TrainingArguments): {"use_reentrant": False}},
-        torch_compile=settings.torch_compile,
+        torch_compile=settings.torch_compile and stage == 0,  # under DeepSpeed: compile_blocks below
         deepspeed=ds_config(settings, stage=stage, precision=precision, optimizer=optimizer, cuda=cuda),
         ddp_backend=backend,
         seed=settings.seed,
@@ -384,10 +391,15 @@ def pretrain(
     collator = PackedCollator(int(pad_id if not isinstance(pad_id, list) else pad_id[0]), settings.seq_length)
 
     # 5. model ---------------------------------------------------------------------------
+    attn = register_causal_sdpa() if settings.attn_implementation == "sdpa" else settings.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(
-        str(base_model), dtype=torch.float32, attn_implementation=settings.attn_implementation
+        str(base_model), dtype=torch.float32, attn_implementation=attn
     )  # fp32 master weights; bf16/fp16 come from autocast or DeepSpeed
     model.config.use_cache = False  # no KV cache while training
+    if settings.torch_compile and stage > 0:
+        n_blocks = compile_blocks(model, zero_stage=stage)
+        if rank == 0:
+            log.info("torch_compile: %d blocks compiled one by one, DeepSpeed's hooks left outside", n_blocks)
 
     # 6. train ---------------------------------------------------------------------------
     trainer = make_trainer_class()(
@@ -405,7 +417,8 @@ def pretrain(
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         trainer.cama_sample_log = Path(checkpoint_dir) / f"samples.rank{rank}.jsonl"
     t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with sdpa_context(settings.sdpa_backend, cuda):  # chosen at trace time under torch.compile
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - t0
 
     # 7. save (a collective under ZeRO-3: every rank gathers, rank 0 writes) -------------
