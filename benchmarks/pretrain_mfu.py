@@ -146,6 +146,54 @@ def run_ours(work: Path, args, zero3: bool, sharded: bool = False) -> dict:
             "sdpa": stats["sdpa_backend"], "tokens_per_s_per_gpu": tok_s}  # fmt: skip
 
 
+def kernel_summary(prof, steps: int) -> str:
+    """GPU time per step by kind of kernel, and the 25 costliest kernels."""
+    kinds = {"attention": ("sdpa", "fmha", "flash", "attention", "cudnn"),
+             "matmul": ("gemm", "nvjet", "xmma", "cutlass", "matmul"), "nccl": ("nccl",),
+             "compiled (triton)": ("triton",), "optimizer": ("adam", "multi_tensor")}  # fmt: skip
+    by_kind: dict[str, float] = {}
+    rows = []
+    for e in prof.key_averages():
+        ms = getattr(e, "self_device_time_total", 0) / steps / 1e3
+        if ms <= 0:
+            continue
+        name = e.key.lower()
+        kind = next((k for k, keys in kinds.items() if any(x in name for x in keys)), "other")
+        by_kind[kind] = by_kind.get(kind, 0.0) + ms
+        rows.append((ms, e.count // steps, e.key[:140]))
+    total = sum(by_kind.values())
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
+    lines = [f"GPU ms per step: total {total:.1f}; {parts}"]
+    lines += [f"{ms:8.2f} ms {n:5d}x  {key}" for ms, n, key in sorted(rows, reverse=True)[:25]]
+    return "\n".join(lines)
+
+
+def add_profiler(start: int, steps: int = 2) -> None:
+    """Profile GPU kernels over ``steps`` training steps from ``start`` (rank 0 prints a summary)."""
+    import torch
+    from transformers import TrainerCallback
+
+    from cama.pretrain import train
+
+    class Profile(TrainerCallback):
+        prof = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == start and self.prof is None:
+                self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+                self.prof.__enter__()
+
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == start + steps and self.prof is not None:
+                torch.cuda.synchronize()
+                self.prof.__exit__(None, None, None)
+                if int(os.environ.get("RANK", 0)) == 0:
+                    print(kernel_summary(self.prof, steps), flush=True)
+
+    make = train.make_callbacks
+    train.make_callbacks = lambda *a, **k: [*make(*a, **k), Profile()]
+
+
 def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
     """The anchor baselines (ANCHORS: 29.4% plain, 15.7% ZeRO-3 auto on one H200)."""
     import torch
@@ -203,6 +251,8 @@ def run_variant(variant: str, args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
+    if args.profile and variant.startswith("ours"):
+        add_profiler(start=args.steps - 4)
     if variant.startswith("ours"):
         res = run_ours(work, args, zero3=variant != "ours", sharded=variant == "ours_zero3_sharded")
     else:
@@ -260,7 +310,7 @@ def drive(args) -> None:
             cmd += ["--micro-batch", str(args.micro_batch)]
         if args.no_compile:
             cmd += ["--no-compile"]
-        cmd += ["--sdpa-backend", args.sdpa_backend]
+        cmd += ["--sdpa-backend", args.sdpa_backend] + (["--profile"] if args.profile else [])
         print("running:", " ".join(cmd), flush=True)
         proc = subprocess.run(cmd, timeout=args.timeout)
         if proc.returncode == 0 and out.exists():
@@ -289,6 +339,7 @@ def main() -> None:
     p.add_argument("--micro-batch", type=int, default=None, help="default: 8 for ours, 4 for baselines")
     p.add_argument("--no-compile", action="store_true", help="ours without torch.compile")
     p.add_argument("--sdpa-backend", default="auto", help="ours: pretrain.sdpa_backend")
+    p.add_argument("--profile", action="store_true", help="ours: print GPU time by kernel, 2 late steps")
     p.add_argument("--peak", type=float, default=None, help="TFLOP/s; default by GPU name")
     p.add_argument("--workdir", default=None, help="scratch folder (default: the system temp dir)")
     p.add_argument("--timeout", type=int, default=1200, help="driver: seconds per variant")

@@ -1,7 +1,13 @@
 """The DeepSpeed dict from the config, and the choice of ZeRO stage."""
 
 from cama.pretrain import config as C
-from cama.pretrain.deepspeed import choose_stage, ds_config, fit_zero3, resolve_optimizer, resolve_precision
+from cama.pretrain.deepspeed import (
+    choose_stage,
+    ds_config,
+    fit_zero3,
+    resolve_optimizer,
+    resolve_precision,
+)
 
 
 def test_stage3_dict():

@@ -53,10 +53,16 @@ from pathlib import Path
 from cama.errors import ConfigError
 from cama.io import read_json, write_json
 from cama.pretrain import config as C
-from cama.pretrain.attention import resolve as resolve_sdpa
 from cama.pretrain.attention import register_causal_sdpa, sdpa_context
+from cama.pretrain.attention import resolve as resolve_sdpa
 from cama.pretrain.compile import compile_blocks
-from cama.pretrain.deepspeed import choose_stage, ds_config, fit_zero3, resolve_optimizer, resolve_precision
+from cama.pretrain.deepspeed import (
+    choose_stage,
+    ds_config,
+    fit_zero3,
+    resolve_optimizer,
+    resolve_precision,
+)
 from cama.pretrain.metrics import flops_per_token, mfu, peak_tflops, plot_loss
 from cama.pretrain.model import copy_tokenizer, readable
 
