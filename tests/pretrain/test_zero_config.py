@@ -75,12 +75,10 @@ def test_zero3_keeps_parameters_resident_only_where_they_fit():
     assert d["zero_optimization"]["stage3_param_persistence_threshold"] == tiny.stage3_param_persistence_threshold
 
 
-def test_sdpa_priority_puts_the_choice_first_and_keeps_fallbacks():
-    from torch.nn.attention import SDPBackend
 
-    from cama.pretrain.attention import AUTO, sdpa_priority
-
-    order = sdpa_priority("cudnn")
-    assert order[0] == SDPBackend.CUDNN_ATTENTION and len(order) == 4 and SDPBackend.MATH in order
-    assert sdpa_priority("auto")[0] == sdpa_priority(AUTO)[0]
-    assert sdpa_priority("efficient")[0] == SDPBackend.EFFICIENT_ATTENTION
+def test_compiled_zero3_uses_plain_linear():
+    cfg = C.from_dict({"torch_compile": True})
+    d = ds_config(cfg, stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    assert d["zero_optimization"]["memory_efficient_linear"] is False
+    plain = ds_config(C.TrainConfig(), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    assert "memory_efficient_linear" not in plain["zero_optimization"]  # DeepSpeed's default

@@ -96,8 +96,8 @@ def _set(d: dict, key: str, value: Any) -> None:
         d[key] = value
 
 
-def zero_section(z: ZeroConfig, stage: int) -> dict:
-    """``zero_optimization`` for ``stage`` (1-3)."""
+def zero_section(z: ZeroConfig, stage: int, compiled: bool = False) -> dict:
+    """``zero_optimization`` for ``stage`` (1-3); ``compiled``: the blocks are torch.compiled."""
     out: dict[str, Any] = {"stage": stage, "contiguous_gradients": z.contiguous_gradients}
     _set(out, "overlap_comm", z.overlap_comm)
     out["reduce_bucket_size"] = z.reduce_bucket_size if z.reduce_bucket_size is not None else "auto"
@@ -118,6 +118,8 @@ def zero_section(z: ZeroConfig, stage: int) -> dict:
     _set(out, "stage3_max_reuse_distance", z.stage3_max_reuse_distance)
     _set(out, "sub_group_size", z.sub_group_size)
     out["stage3_gather_16bit_weights_on_model_save"] = True
+    if compiled:  # its autograd function makes dynamo recompile per weight (cama.pretrain.compile)
+        out["memory_efficient_linear"] = False
     return out
 
 
@@ -130,7 +132,7 @@ def ds_config(cfg: TrainConfig, *, stage: int, precision: str, optimizer: str, c
         "gradient_accumulation_steps": "auto",
         "train_batch_size": "auto",
         "gradient_clipping": "auto",
-        "zero_optimization": zero_section(cfg.zero, stage),
+        "zero_optimization": zero_section(cfg.zero, stage, compiled=cfg.torch_compile),
         "bf16": {"enabled": precision == "bf16"},
         # dynamic loss scale, as the seed's fp16 run
         "fp16": {"enabled": precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},

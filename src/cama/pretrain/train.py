@@ -53,8 +53,8 @@ from pathlib import Path
 from cama.errors import ConfigError
 from cama.io import read_json, write_json
 from cama.pretrain import config as C
-from cama.pretrain.attention import register_causal_sdpa, sdpa_context
 from cama.pretrain.attention import resolve as resolve_sdpa
+from cama.pretrain.attention import sdpa_context
 from cama.pretrain.compile import compile_blocks
 from cama.pretrain.deepspeed import (
     choose_stage,
@@ -366,7 +366,7 @@ def pretrain(
         fp16=precision == "fp16",
         gradient_checkpointing=settings.gradient_checkpointing,
         **{_ckpt_kwargs_name(TrainingArguments): {"use_reentrant": False}},
-        torch_compile=settings.torch_compile and stage == 0,  # under DeepSpeed: compile_blocks below
+        torch_compile=False,  # compile_blocks below, not the whole model (see cama.pretrain.compile)
         deepspeed=ds_config(settings, stage=stage, precision=precision, optimizer=optimizer, cuda=cuda),
         ddp_backend=backend,
         seed=settings.seed,
@@ -397,15 +397,14 @@ def pretrain(
     collator = PackedCollator(int(pad_id if not isinstance(pad_id, list) else pad_id[0]), settings.seq_length)
 
     # 5. model ---------------------------------------------------------------------------
-    attn = register_causal_sdpa() if settings.attn_implementation == "sdpa" else settings.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(
-        str(base_model), dtype=torch.float32, attn_implementation=attn
+        str(base_model), dtype=torch.float32, attn_implementation=settings.attn_implementation
     )  # fp32 master weights; bf16/fp16 come from autocast or DeepSpeed
     model.config.use_cache = False  # no KV cache while training
-    if settings.torch_compile and stage > 0:
+    if settings.torch_compile:
         n_blocks = compile_blocks(model, zero_stage=stage)
         if rank == 0:
-            log.info("torch_compile: %d blocks compiled one by one, DeepSpeed's hooks left outside", n_blocks)
+            log.info("torch_compile: %d transformer blocks share one compiled graph", n_blocks)
 
     # 6. train ---------------------------------------------------------------------------
     trainer = make_trainer_class()(
