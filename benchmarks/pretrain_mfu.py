@@ -6,10 +6,11 @@ written on the fly (full-length samples, so no padding and no attention mask). V
 
 - ``ours``        the stage as a user runs it for a model that fits: ``cama.pretrain.train`` with
                   zero.stage auto (0 = plain data parallel when the model states fit), bf16, SDPA,
-                  fused AdamW, torch.compile, micro-batch 8, no gradient checkpointing;
+                  fused AdamW, compiled blocks (``cama.pretrain.compile``), micro-batch 8, no
+                  gradient checkpointing;
 - ``ours_zero3``  the stage with ZeRO-3 forced (what a 13B needs) and otherwise as a user runs
                   it: the stage keeps the parameters resident because they fit (``fit_zero3``),
-                  DeepSpeed compiles the model, micro-batch 8, no gradient checkpointing;
+                  blocks compiled, micro-batch 8, no gradient checkpointing;
 - ``ours_zero3_sharded`` (not in the default list) the same with the parameters partitioned
                   and gathered per use, as a model that does not fit whole runs;
 - ``plain``       the anchor baseline: plain HF Trainer, bf16 autocast, SDPA, fused AdamW,
@@ -22,7 +23,9 @@ per GPU. Steps after ``--warmup`` are timed (compilation and ZeRO warm-up exclud
 Run (the driver starts each variant in its own torchrun job and prints one table)::
 
     TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 1
-    TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 2 --variants ours_zero3,zero3_auto
+    TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 2 --variants ours_zero3,zero3_auto,plain
+    ... --gpus 2 --variants ours_zero3 --micro-batch 16     # then --gpus 1 on the same machine: scaling
+    ... --profile                                           # GPU time per step by kernel
 
 One variant under a launcher of your choice::
 

@@ -126,8 +126,8 @@ class TrainConfig:
     """With sdpa on a GPU, the kernel tried first (the others stay behind it as fallbacks).
     auto: the one measured fastest at the pretraining shape (``cama.pretrain.attention``)."""
     torch_compile: bool = False
-    """Compile the model with torch.compile (GPU). Under ZeRO-1-3 DeepSpeed compiles it
-    (``engine.compile``), breaking the graph at its parameter hooks."""
+    """torch.compile each transformer block, the final norm and the loss (GPU; any ZeRO stage).
+    Not the whole model: see ``cama.pretrain.compile`` for why."""
     optimizer: Literal["auto", "adamw_torch", "adamw_torch_fused", "deepspeed"] = "auto"
     """auto: fused torch AdamW on GPU, torch AdamW on CPU, DeepSpeed's CPU Adam with
     optimizer offload. deepspeed: DeepSpeed builds its own (FusedAdam, JIT-compiled)."""
