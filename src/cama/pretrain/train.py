@@ -16,13 +16,14 @@ The run reads top to bottom:
 
 1. processes: rank, world size, backend (gloo without CUDA);
 2. config: every problem at once, each naming its key; derived values (accumulation,
-   precision, ZeRO stage, optimizer) are resolved and logged;
+   precision, ZeRO stage and its stage-3 settings, optimizer) are resolved and logged;
 3. ``TrainingArguments`` with the DeepSpeed dict, created *before* the model so that under
    ZeRO-3 ``from_pretrained`` builds the weights already partitioned;
 4. data: the blend through ``cama.pack.dataset.BlendDataset``, no re-tokenization, drawn for
    exactly ``max_steps`` × global batch samples and read in order (the blend's order is
    already a seeded shuffle), so step k always trains on the same samples;
-5. model: the base model in fp32 master weights, SDPA, gradient checkpointing;
+5. model: the base model in fp32 master weights, SDPA, gradient checkpointing, and with
+   ``torch_compile`` its transformer blocks compiled (``cama.pretrain.compile``);
 6. train, resuming from the last *complete* checkpoint in the checkpoint folder;
 7. save: consolidated HF weights (a collective under ZeRO-3: every rank calls it), stats,
    the loss curve.
