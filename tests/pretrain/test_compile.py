@@ -81,3 +81,20 @@ def test_sdpa_priority_puts_the_choice_first_and_keeps_fallbacks():
     assert order[0] == SDPBackend.FLASH_ATTENTION and len(order) == 4 and SDPBackend.MATH in order
     assert sdpa_priority("auto")[0] == sdpa_priority(AUTO)[0]
     assert sdpa_priority("efficient")[0] == SDPBackend.EFFICIENT_ATTENTION
+
+
+def test_compiled_blocks_under_gradient_checkpointing_match_eager(tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(3, 200, (2, 32))
+    grads = []
+    for compiled in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(str(tiny_base))
+        model.config.use_cache = False
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        if compiled:
+            compile_blocks(model, zero_stage=0, backend="aot_eager")
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
