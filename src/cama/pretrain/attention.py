@@ -14,9 +14,7 @@ first and keeps the others behind it, so inputs the first cannot take still run.
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
 
-SdpaBackend = Literal["auto", "flash", "cudnn", "efficient", "math"]
 NAMES = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 AUTO = "cudnn"
 """What ``auto`` means (see the module docstring for why)."""
@@ -42,4 +40,3 @@ def sdpa_context(name: str, cuda: bool):
     from torch.nn.attention import sdpa_kernel
 
     return sdpa_kernel(sdpa_priority(name), set_priority=True)
-

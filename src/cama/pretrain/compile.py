@@ -11,7 +11,7 @@ compile that the Trainer does was slower on both paths:
   runs its causal grouped-query kernel: 34 ms.
 - Under ZeRO-3, DeepSpeed hooks every module to gather its parameters; compiling the whole
   model (``engine.compile``) traces into those hooks and recompiles on their Python state:
-  18.9% MFU on one H100, below not compiling at all. Here the blocks are ZeRO-3 *leaves*
+  18.9% MFU on one H100 (uncompiled, ZeRO-3 had reached 27.5% on an H200). Here the blocks are ZeRO-3 *leaves*
   (each gathers its parameters once, in its own eager hook) and DeepSpeed's memory-efficient
   linear is off (``ds_config``): its autograd function made dynamo specialise on each weight's
   id, so past 8 blocks the rest ran uncompiled. With both, ZeRO-3 forced reached 42.6% on one
