@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import yaml
 
 from cama.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+# The schema ships inside the package (config/schema.yaml links to it), so validation works
+# from a wheel installed anywhere, not only from a checkout.
+SCHEMA_PATH = files("cama") / "resources" / "schema.yaml"
 
 
 def _with_defaults(validator_class):
@@ -39,7 +42,7 @@ _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def load_schema(path: str | Path | None = None) -> dict:
-    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+    return yaml.safe_load((Path(path) if path else SCHEMA_PATH).read_text(encoding="utf-8"))
 
 
 def _key(error: jsonschema.ValidationError) -> str:
