@@ -24,6 +24,15 @@ include: "rules/pretrain.smk"
 include: "rules/report.smk"
 
 
+preflight()  # every problem a real run would meet later, named before the first job
+
+
+onstart:
+    locks.claim(
+        ".snakemake"
+    )  # a rerun after kill -9 then needs no --unlock (src/cama/locks.py)
+
+
 rule all:
     default_target: True
     input:

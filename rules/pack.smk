@@ -47,6 +47,7 @@ rule train_tokenizer:
         runtime=240,
     params:
         settings=config["pack"]["tokenizer"],
+        base_model=config["model"]["base"],  # its tokenizer, unless pack.tokenizer.path is set
         seed=config["pack"]["seed"],
         max_length=config["pack"]["max_length"],
     script:
