@@ -60,6 +60,11 @@ def _package_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
+def languages() -> tuple[str, ...]:
+    """The corpus languages, written once: the schema's ``sources.<name>.lang`` enum."""
+    return tuple(_package_schema()["properties"]["sources"]["patternProperties"]["^[A-Za-z0-9_-]+$"]["properties"]["lang"]["enum"])
+
+
 def load_schema(path: str | Path | None = None) -> dict:
     """The schema (the package's, read once; or the file at ``path``), as a fresh dict."""
     if path:
@@ -123,7 +128,8 @@ def validate_section(name: str, settings: dict, schema: dict | None = None) -> d
     for part in reversed(parts):
         wrapper = {"type": "object", "properties": {part: wrapper}}
     problems = [_describe(e) for e in _Validator(wrapper).iter_errors(instance)]
-    problems += _cross_checks(instance) if not problems and len(parts) == 1 else []
+    # the cross-checks of a top-level section (a source's filter chain needs the filter section too)
+    problems += _cross_checks(instance) if not problems and len(parts) == 1 and name != "sources" else []
     if problems:
         raise ConfigError(problems)
     return section
@@ -268,7 +274,7 @@ def source_filter_settings(config: dict, source: str, schema: dict | None = None
 def _cross_checks(config: dict) -> list[str]:
     """Rules that JSON Schema cannot say, each naming its key."""
     problems = []
-    for source in config.get("sources", {}) if "filter" in config else ():
+    for source in config.get("sources", {}):
         try:
             source_filter_settings(config, source)
         except ConfigError as e:
@@ -302,6 +308,10 @@ def load_config(path: str | Path, schema: dict | None = None) -> dict:
         return validate_config(config, schema)
     except ConfigError as e:
         raise ConfigError([f"{path}: {p}" for p in e.problems]) from None
+
+
+LANGS = languages()
+"""zh, en, code: every per-language output (held-out sets, shards, bits per byte) follows it."""
 
 
 def get(config: dict, dotted: str) -> Any:

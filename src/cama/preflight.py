@@ -100,23 +100,23 @@ def _first(x):
     return x[0] if isinstance(x, list) and x else x
 
 
-def compare_vocab(vocab: Vocab, config: dict, key: str, model_key: str = "model.base") -> list[str]:
+def compare_vocab(vocab: Vocab, hf_config: dict, key: str, model_key: str = "model.base") -> list[str]:
     """The tokenizer against the model's config: vocabulary within the embedding rows, same ids."""
     problems = []
-    rows = config.get("vocab_size")
+    rows = hf_config.get("vocab_size")
     if rows is not None and vocab.size > rows:
         problems.append(
             f"{key}: the tokenizer {vocab.where} has {vocab.size} tokens, more than the "
             f"{rows} embedding rows of {model_key} (config.json vocab_size)"
         )
     for name, ours in (("bos", vocab.bos), ("eos", vocab.eos)):
-        theirs = _first(config.get(f"{name}_token_id"))
+        theirs = _first(hf_config.get(f"{name}_token_id"))
         if theirs is not None and ours is not None and theirs != ours:
             problems.append(
                 f"{key}: the tokenizer's {name.upper()} id is {ours}, {model_key}'s config.json "
                 f"says {name}_token_id {theirs}"
             )
-    pad = _first(config.get("pad_token_id"))
+    pad = _first(hf_config.get("pad_token_id"))
     if pad is not None and vocab.pad is not None and pad != vocab.pad:
         problems.append(f"{key}: the tokenizer's pad id is {vocab.pad}, {model_key}'s config.json says pad_token_id {pad}")
     if pad is not None and rows is not None and pad >= rows:

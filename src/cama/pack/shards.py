@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from cama.config import default
+from cama.config import LANGS, default
 from cama.errors import ConfigError
 from cama.io import count_rows, write_json
 from cama.pack.indexed import IndexedWriter, dtype_for_vocab
@@ -419,7 +419,7 @@ def source_weights(
             peers = [s for s in samples if langs[s] == lang and s not in mixture]
             total = sum(samples[s] for s in peers)
             raw[source] = float(mixture[lang]) * (n / total if total else 0.0)
-        unknown = set(mixture) - set(samples) - set(langs.values()) - {"zh", "en", "code"}
+        unknown = set(mixture) - set(samples) - set(langs.values()) - set(LANGS)
         if unknown:
             raise ConfigError([f"pack.mixture.{k}: not a source or a language" for k in sorted(unknown)])
     raw = {s: (w if samples[s] else 0.0) for s, w in raw.items()}  # an empty source cannot be drawn
