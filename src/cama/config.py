@@ -295,19 +295,22 @@ def _cross_checks(config: dict) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path, schema: dict | None = None) -> dict:
-    """Read a YAML config file and validate it. Errors name the file too."""
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+def load_config(path: str | Path | list, schema: dict | None = None) -> dict:
+    """Read a YAML config file (or several, merged in order as ``snakemake --configfile a b``
+    merges them) and validate it. Errors name the file too."""
+    paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+    config: dict = {}
+    for p in paths:
+        try:
+            config = deep_merge(config, yaml.safe_load(p.read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
     try:
         return validate_config(config, schema)
     except ConfigError as e:
-        raise ConfigError([f"{path}: {p}" for p in e.problems]) from None
+        raise ConfigError([f"{' + '.join(map(str, paths))}: {q}" for q in e.problems]) from None
 
 
 LANGS = languages()

@@ -338,8 +338,9 @@ def profile_processes(profile: Path) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--configfile", type=Path, default=DEFAULT_CONFIG, help="the run's config (default: %(default)s)"
-    )
+        "--configfile", type=Path, nargs="+", default=[DEFAULT_CONFIG],
+        help="the run's config; several are merged in order, as Snakemake does (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--directory", type=Path, default=Path("."),
         help="the run's working directory (snakemake --directory): model.base and pack.tokenizer.path "
@@ -363,20 +364,20 @@ def run(args: argparse.Namespace) -> int:
         _print_problems(args.configfile, e.problems)
         return 1
     processes = args.processes or (profile_processes(args.profile) if args.profile else None)
-    ctx = Context(directory=args.directory.resolve(), workflow=(args.workflow or workflow_folder(args.configfile)).resolve(),
-                  processes=processes)  # fmt: skip
+    workflow = args.workflow or workflow_folder(args.configfile[0])
+    ctx = Context(directory=args.directory.resolve(), workflow=workflow.resolve(), processes=processes)
     problems = preflight(config, ctx)
     if problems:
         _print_problems(args.configfile, problems)
         return 1
     note = f", {processes} training processes" if processes else ""
-    print(f"{args.configfile}: valid (schema and preflight checks{note})")
+    print(f"{' + '.join(map(str, args.configfile))}: valid (schema and preflight checks{note})")
     return 0
 
 
-def _print_problems(configfile: Path, problems: list[str]) -> None:
+def _print_problems(configfiles: list[Path], problems: list[str]) -> None:
     import sys
 
-    print(f"{configfile}: {len(problems)} problem(s)", file=sys.stderr)
+    print(f"{' + '.join(map(str, configfiles))}: {len(problems)} problem(s)", file=sys.stderr)
     for p in problems:
         print(f"  - {p}", file=sys.stderr)
