@@ -39,8 +39,10 @@ encoder's). Measured on 2 shared cores (benchmarks/pack_throughput.py, anchors' 
 ours/seed 1.29x -> 2.96x and ours/ceiling 0.93x -> 2.20x; code 1.87x -> 5.69x seed;
 Chinese (few spaces: long words, all misses) unchanged, 3.21x -> 3.22x seed, 0.96x
 ceiling. The benchmark repeats its corpus to 50 MB, so the cache is warm after the first
-pass; one pass over the unique text (2.6 MB English) still takes 0.32 CPU-s against
-0.52 for the chunked encoder (1.6x), 0.16 warm (3.2x); unique code gains nothing cold.
+pass. One pass over unique text (its ``unique`` pass, demo corpus, 2026-12-04, the README's
+figures): English 1.40x plain ``sp.encode`` by CPU time with a cold cache, Chinese 0.65x
+(space-delimited "words" there are whole paragraphs: all misses, and the cache's work is
+pure cost).
 """
 
 from __future__ import annotations
