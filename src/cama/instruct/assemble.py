@@ -177,8 +177,8 @@ def _scan(inputs, index, tokenizer, seed, tmp: Path) -> tuple[_Scan, dict, dict]
                     scan.detail[u] = hit
                 elif text is not None:  # None: a translation, which follows its original
                     if key not in sinks:
-                        sinks[key] = ParquetSink(
-                            tmp / f"{len(sinks)}.parquet", DOC_SCHEMA
+                        sinks[key] = ParquetSink(  # small row groups: one sink per source
+                            tmp / f"{len(sinks)}.parquet", DOC_SCHEMA, batch_rows=1024
                         ).__enter__()
                         langs[key] = lang
                     sinks[key].write(
