@@ -276,7 +276,9 @@ def _dedup(
     )
     # removed units and the unit kept in their place, as arrays (a cluster file can hold
     # most of the input: keep it out of Python objects)
-    t = pq.read_table(tmp / "clusters.parquet", columns=["cluster_id", "id", "kept", "kind", "jaccard"])
+    t = pq.read_table(
+        tmp / "clusters.parquet", columns=["cluster_id", "id", "kept", "kind", "jaccard"]
+    )
     cid = t["cluster_id"].to_numpy()
     uid = pc.cast(t["id"], pa.int64()).to_numpy()
     kept = t["kept"].to_numpy(zero_copy_only=False)
