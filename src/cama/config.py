@@ -176,6 +176,9 @@ def section(path: str, *, fixed: tuple[str, ...] = ()) -> Callable[[type], type]
     """
 
     def register(cls: type) -> type:
+        if cls in SECTIONS and SECTIONS[cls][0] != path:  # its defaults would be the other section's
+            raise TypeError(f"{cls.__name__} mirrors {SECTIONS[cls][0]} already; build it for {path} with "
+                            "cama.config.build (a section with the same keys) instead of registering it twice")
         props = schema_at(path).get("properties", {})
         hints = typing.get_type_hints(cls)
         for name in cls.__dict__.get("__annotations__", {}):

@@ -90,8 +90,9 @@ def download_source(name: str, spec: dict, out_dir: str, settings: dict, workdir
     """
     from cama.config import validate_section
 
-    settings = validate_section("download", settings)  # the schema's defaults for missing keys
-    spec = validate_section("sources", {name: spec})[name]
+    # spec: a validated source entry (sources.<name>, or instruct.sources.<name>: its schema's
+    # defaults are in); settings: the download section, its defaults filled in here
+    settings = validate_section("download", settings)
     out = Path(out_dir).absolute()
     partial = out.parent / ".partial" / name
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"

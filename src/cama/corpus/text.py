@@ -20,6 +20,8 @@ import functools
 import re
 import unicodedata
 
+from cama.config import default
+
 # C0 controls except \t (09) and \n (0A); \r (0D) is gone by the time this runs. DEL and C1.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Zero-width space/non-joiner/joiner, word joiner, BOM: invisible, and they split words
@@ -60,14 +62,14 @@ def strip_trailing_space(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def opencc_converter(config: str):
+def opencc_converter(config: str = default("normalise.opencc_config")):
     """One OpenCC converter per config: building one loads its dictionaries (~50 ms)."""
     import opencc  # heavy and only needed by sources with opencc: true
 
     return opencc.OpenCC(config)
 
 
-def to_simplified(text: str, config: str) -> str:
+def to_simplified(text: str, config: str = default("normalise.opencc_config")) -> str:
     return opencc_converter(config).convert(text)
 
 

@@ -23,11 +23,13 @@ How a second stage (e.g. LoRA) uses it, in its training module ``cama.<stage>.tr
     from cama.train.run import ModelInfo, fit, setup_rank_logging, exit_finished_process
     from cama.train.settings import from_dict
 
-    settings = from_dict(section, key="lora")       # a TrainSettings from the stage's section
+    # TrainSettings from the stage's own training keys: a sub-section with the same keys as
+    # `pretrain` and the stage's defaults in the schema (e.g. lora.train: lr 3e-4, ...)
+    settings = from_dict(config["lora"]["train"], key="lora.train")
     info = ModelInfo.of(base)                       # parameters counted on the meta device
     info = dataclasses.replace(info, trainable=n_adapter_params)   # the stage choice counts these
     result = fit(
-        key="lora",                                 # names keys in messages and the resolved config
+        key="lora.train",                           # names keys in messages and the resolved config
         settings=settings, model_info=info,
         model=lambda: get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora_config),
         data=lambda n: Epochs(train_set, n, seed=settings.seed),   # n = max_steps × global batch
