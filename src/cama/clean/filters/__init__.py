@@ -7,13 +7,13 @@ skipping those with ``enabled: false``.
 
 from __future__ import annotations
 
-from cama.clean.filters import chinese, code, english, toxicity
+from cama.clean.filters import boilerplate, chinese, code, english, toxicity
 from cama.clean.filters.base import Doc, Filter, FilterChain, Reject
 from cama.clean.filters.pii import PiiMasker, mask
 
 FILTERS_BY_LANG: dict[str, dict[str, type[Filter]]] = {
-    "en": {**english.FILTERS, **toxicity.FILTERS},
-    "zh": {**chinese.FILTERS, **toxicity.FILTERS},
+    "en": {**english.FILTERS, **boilerplate.FILTERS, **toxicity.FILTERS},
+    "zh": {**chinese.FILTERS, **boilerplate.FILTERS, **toxicity.FILTERS},
     "code": {**code.FILTERS},
 }
 
