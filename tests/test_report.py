@@ -13,7 +13,6 @@ from cama.report.corpus import (
     render_rejections,
 )
 
-
 NORM = {"records_in": 10, "docs_out": 9, "bytes_out": 900, "bytes_rejected": 80, "bytes_quarantined": 20,
         "rejected": {"lang_mismatch": 1}, "quarantined": {},
         "layout": {"removed": {"layout.wiki_category": {"lines": 2, "bytes": 30}}}}  # fmt: skip
