@@ -1,8 +1,11 @@
 """Document filters: one small class per heuristic, chained per language.
 
-``build_chain(lang, settings)`` turns the validated ``filter.<lang>`` config block into a
-:class:`~cama.clean.filters.base.FilterChain`, in the order the block lists its filters,
-skipping those with ``enabled: false``.
+``build_chain(lang, settings)`` turns a validated ``filter.<lang>`` config block (as a source
+sees it: its language chain with its kind's preset, ``cama.config.source_filter_settings``)
+into a :class:`~cama.clean.filters.base.FilterChain`, in the order the block lists its
+filters, skipping those with ``enabled: false``. Modules: ``english`` (Gopher, C4),
+``chinese`` (FineWeb-2, ChineseWebText), ``code``, ``boilerplate`` (the curated kinds' line
+rule), ``toxicity`` (word lists by category), ``pii`` (masking, not a filter).
 """
 
 from __future__ import annotations
