@@ -193,7 +193,13 @@ def main() -> int:
             return 2
         for name, spec in SHARED_SOURCES.items():
             sources[name] = {**spec, "uri": str(corpus / spec["uri"])}
-    work = a.keep or Path(tempfile.mkdtemp(prefix="cama-precision-"))
+    if a.keep:
+        return measure_all(a, config, sources, a.keep)
+    with tempfile.TemporaryDirectory(prefix="cama-precision-") as tmp:
+        return measure_all(a, config, sources, Path(tmp))
+
+
+def measure_all(a, config: dict, sources: dict, work: Path) -> int:
     t0 = time.perf_counter()
     results = {}
     cfg = validate_config({**copy.deepcopy(config), "sources": sources})
@@ -250,7 +256,7 @@ def main() -> int:
     print(f"(* under the {100 * TARGET_JUNK:.0f}% target; † no target: "
           + "; ".join(f"{k}/{j}: {why}" for (k, j), why in NO_TARGET.items()) + ")")
     print(f"\n{len(results)} sources and {sum(len(c) for c in caught.values())} junk cells in "
-          f"{time.perf_counter() - t0:.0f} s; outputs in {work}")
+          f"{time.perf_counter() - t0:.0f} s" + (f"; outputs in {work}" if a.keep else ""))
     print("TARGETS: " + ("all met" if not misses else "missed by " + ", ".join(misses)))
     return 0 if not misses else 1
 
