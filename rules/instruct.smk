@@ -76,7 +76,7 @@ rule assemble_instruct:
     input:
         records=get_instruct_records(),
         eval_sets=expand(f"{RESULTS}/instruct/eval/{{ieset}}.jsonl", ieset=IE_SETS),
-        heldout=expand(f"{RESULTS}/heldout/{{lang}}.jsonl", lang=["zh", "en", "code"]),
+        heldout=[rules.heldout_split.output[lang] for lang in LANGS],
         decontaminate=config["instruct"]["decontaminate"]["files"],
         tokenizer=f"{RESULTS}/tokenizer/tokenizer.model",
     output:
@@ -97,7 +97,7 @@ rule assemble_instruct:
     params:
         inputs=get_instruct_inputs(),
         eval_sets=IE_SETS,
-        langs=["zh", "en", "code"],
+        langs=LANGS,
         settings=config["instruct"],
         dedup=config["dedup"],
         translation_stats=get_translation_stats(),
