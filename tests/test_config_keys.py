@@ -5,8 +5,8 @@
 - Every other schema key is read by some code: its name is subscripted (``x["key"]``),
   fetched (``.get("key")``), passed by keyword, declared as a parameter or field, used as an
   attribute or as the key of a lookup table (the filters by name), somewhere in ``src/cama``,
-  ``scripts``, ``rules`` or the ``Snakefile``. A key named after a language (``filter.zh``)
-  is read by a source's language.
+  ``scripts``, ``rules`` or the ``Snakefile``. A key named after a language or a source kind
+  (``filter.zh``, ``filter.kinds.web``) is read by a source's language or kind.
 - Every literal ``config[...]`` path in the rules, the Snakefile, the scripts and the package
   is a schema key.
 
@@ -118,8 +118,10 @@ def class_mismatches(classes: dict, schema: dict) -> list[str]:
 
 def unread_keys(schema: dict, classes: dict, names: set[str]) -> list[str]:
     covered = {tuple(path.split(".")) for path, _ in classes.values()}
-    languages = set(schema_paths(schema)[("sources", WILDCARD, "lang")]["enum"])
-    names = names | languages  # filter.<lang>, normalise.unicode_form.<lang>: looked up by a source's language
+    paths = schema_paths(schema)
+    # filter.<lang>, filter.kinds.<kind>: looked up by a source's language or kind
+    looked_up = {v for key in ("lang", "kind") for v in paths.get(("sources", WILDCARD, key), {}).get("enum", [])}
+    names = names | looked_up
     problems = []
     for path in schema_paths(schema):
         if path[-1] == WILDCARD or path[:-1] in covered:

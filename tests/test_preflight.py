@@ -113,6 +113,12 @@ def test_urls_and_hub_ids_are_left_to_the_download_stage(real_run):
     assert check(real_run) == []
 
 
+def test_an_unknown_toxicity_word_list_is_named(real_run):
+    real_run["filter"]["en"]["toxicity"]["wordlist"] = "no_such_list"
+    problems = check(real_run)
+    assert any(p.startswith("filter.en.toxicity.wordlist:") and "no_such_list" in p for p in problems), problems
+
+
 def test_every_problem_is_reported_at_once(real_run, tmp_path):
     real_run["pack"]["tokenizer"]["path"] = str(tmp_path / "no-tokenizer")
     real_run["pack"]["max_length"] = 512

@@ -279,17 +279,21 @@ def check_batch(config: dict, ctx: Context) -> list[str]:
 
 
 def check_wordlists(config: dict, ctx: Context) -> list[str]:
-    from importlib.resources import files
+    from cama.clean.filters.toxicity import load_wordlist
 
-    shipped = files("cama") / "resources" / "wordlists"
     problems = []
     chains = [(f"filter.{lang}", chain) for lang, chain in config.get("filter", {}).items()]
     chains += [(f"sources.{s}.filter", spec.get("filter") or {}) for s, spec in config.get("sources", {}).items()]
+    for kind, preset in (config.get("filter", {}).get("kinds") or {}).items():
+        chains += [(f"filter.kinds.{kind}.{lang}", chain) for lang, chain in (preset or {}).items()]
     for key, chain in chains:
         block = chain.get("toxicity") if isinstance(chain, dict) else None
         name = block.get("wordlist") if isinstance(block, dict) else None
-        if name and not (shipped / f"{name}.txt").is_file() and not Path(name).is_file():
-            problems.append(f"{key}.toxicity.wordlist: {name!r} is neither a shipped list nor a file")
+        if name:
+            try:
+                load_wordlist(name)  # the filter's own lookup: a shipped list by name, or a file
+            except (FileNotFoundError, ValueError) as e:
+                problems.append(f"{key}.toxicity.wordlist: {e}")
     return problems
 
 

@@ -25,7 +25,7 @@ How a second stage (e.g. LoRA) uses it, in its training module ``cama.<stage>.tr
 
     # TrainSettings from the stage's own training keys: a sub-section with the same keys as
     # `pretrain` and the stage's defaults in the schema (e.g. lora.train: lr 3e-4, ...)
-    settings = from_dict(config["lora"]["train"], key="lora.train")
+    settings = from_dict(train_section, key="lora.train")   # train_section: the validated lora.train
     info = ModelInfo.of(base)                       # parameters counted on the meta device
     info = dataclasses.replace(info, trainable=n_adapter_params)   # the stage choice counts these
     result = fit(
