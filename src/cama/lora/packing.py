@@ -143,5 +143,5 @@ class PackedCollator:
             "doc_ids": torch.from_numpy(doc),  # (T,) which example each token belongs to
             "loss_positions": torch.from_numpy(positions),  # (N,) positions that predict an answer token
             "loss_targets": torch.from_numpy(target[positions]),  # (N,) those tokens
-            "real_tokens": torch.tensor(n),  # tokens before padding
+            "num_tokens": torch.tensor(n),  # real tokens (before padding): the core counts these
         }

@@ -244,6 +244,8 @@ def fit(
         disable_tqdm=True,
         dataloader_num_workers=settings.dataloader_workers,
         remove_unused_columns=False,  # the collator's sample_index is popped by the trainer
+        # pinned batches copied without blocking the host: the next step is queued while this one runs
+        accelerator_config={"non_blocking": cuda},
         use_cpu=not cuda,
     )
     # Asking for the world size starts the process group now (transformers does it lazily);
