@@ -91,8 +91,12 @@ def train_lora(
     out_curve: str | os.PathLike | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
     callbacks: tuple = (),
+    rows: list[list[int]] | None = None,
 ) -> dict:
-    """Tune ``base_model`` on ``data_dir/{train,val}.parquet``; write the adapter, stats, the curves."""
+    """Tune ``base_model`` on ``data_dir/{train,val}.parquet``; write the adapter, stats, the curves.
+
+    ``rows`` replaces the planned rows (example indices per row, in training order): the
+    benchmark trains on a peer's exact batches with it."""
     import torch
 
     from cama.lora.data import load_tokenizer, read_examples
@@ -129,7 +133,10 @@ def train_lora(
         raise ConfigError(problems)
     max_steps = settings.train["max_steps"] or L.steps_for(len(one_pass), settings.epochs, gbs)
     passes = -(-max_steps * gbs // max(len(one_pass), 1)) + 1  # enough passes to fill every step
-    rows = plan_rows(lengths, settings.pack_length, epochs=passes, seed=settings.train["seed"])
+    if rows is None:
+        rows = plan_rows(lengths, settings.pack_length, epochs=passes, seed=settings.train["seed"])
+    elif len(rows) < max_steps * gbs:
+        raise ConfigError(f"lora: {len(rows)} rows given for {max_steps} steps of {gbs}")
     val_rows = plan_rows([len(e) for e in val_ex], settings.pack_length, epochs=1, seed=settings.train["seed"])
     train_cfg = L.train_settings(settings, max_steps=max_steps, cuda=cuda)
     pad_to = settings.pack_length * train_cfg.micro_batch_size if train_cfg.torch_compile else None
@@ -160,7 +167,10 @@ def train_lora(
 
     # 3. the tokenizer that goes with the adapter: the chat template in it ---------------------
     tok_dir = Path(checkpoint_dir) / "tokenizer"
-    if int(os.environ.get("RANK", 0)) == 0:
+    if not any((Path(base_model) / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
+        log.warning("%s has no tokenizer: the adapter folder will have none", base_model)  # the benchmark's random base
+        tok_dir = None
+    elif int(os.environ.get("RANK", 0)) == 0:
         load_tokenizer(base_model).save_pretrained(str(tok_dir))
     fill = fill_stats(train_ex, rows[: max_steps * gbs], settings.pack_length)
     if cuda:
