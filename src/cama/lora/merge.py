@@ -46,8 +46,8 @@ def merge(
     base: str | os.PathLike,
     adapter: str | os.PathLike,
     out: str | os.PathLike,
-    dtype: str = "bf16",
-    max_shard_size: str = "5GB",
+    dtype: str,
+    max_shard_size: str,
 ) -> dict:
     """Write the merged model to ``out`` (atomically); return what was written."""
     import torch
@@ -98,10 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="the HF model the adapter was trained on")
     parser.add_argument("--adapter", required=True, help="the peft adapter folder (results/lora/adapter)")
     parser.add_argument("--out", required=True, help="the merged model folder (results/lora/merged)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights as saved")
-    parser.add_argument("--max-shard-size", default="5GB", help="largest safetensors file")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="weights as saved (default: lora.merge.dtype's)")
+    parser.add_argument("--max-shard-size", default=None, help="largest safetensors file (default: lora.merge's)")
 
 
 def run(args: argparse.Namespace) -> int:
-    merge(base=args.base, adapter=args.adapter, out=args.out, dtype=args.dtype, max_shard_size=args.max_shard_size)
+    from cama.config import from_section
+    from cama.lora.settings import MergeSettings
+
+    defaults = from_section(MergeSettings, {})  # the schema's, the one home of defaults
+    merge(base=args.base, adapter=args.adapter, out=args.out, dtype=args.dtype or defaults.dtype,
+          max_shard_size=args.max_shard_size or defaults.max_shard_size)  # fmt: skip
     return 0
