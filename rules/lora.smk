@@ -56,7 +56,7 @@ rule lora:
     resources:
         gpu=0,
         nodes=1,
-        procs=1,  # training processes on a node without GPUs; with GPUs, one per GPU
+        procs=2,  # training processes on a node without GPUs (DDP over gloo); with GPUs, one per GPU
         mem_mb=8000,
         runtime=240,
     params:

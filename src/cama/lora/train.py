@@ -184,6 +184,7 @@ def train_lora(
         collator=collator,
         eval_data=PackedRows(val_ex, val_rows),
         eval_steps=settings.eval_steps,
+        eval_on_start=True,  # step 0: the base model's validation loss, what the adapter must beat
         flops=lambda _seq: ftok,
         checkpoint_dir=checkpoint_dir,
         out_dir=out_adapter,

@@ -146,6 +146,7 @@ def fit(
     derived: dict | None = None,
     eval_data: Any = None,
     eval_steps: int | None = None,
+    eval_on_start: bool = False,
     flops: Callable[[int], float] | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
     callbacks: Sequence[Any] = (),
@@ -239,6 +240,7 @@ def fit(
         save_total_limit=settings.save_total_limit,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=eval_steps if evaluate else None,
+        eval_on_start=bool(evaluate and eval_on_start),  # the curve starts at the untuned model's loss
         prediction_loss_only=True,
         report_to=report_to,
         disable_tqdm=True,
