@@ -21,9 +21,19 @@ include: "rules/corpus.smk"
 include: "rules/clean.smk"
 include: "rules/pack.smk"
 include: "rules/pretrain.smk"
+include: "rules/evaluate.smk"
 include: "rules/instruct.smk"
 include: "rules/lora.smk"
 include: "rules/report.smk"
+
+
+preflight()  # every problem a real run would meet later, named before the first job
+
+
+onstart:
+    locks.claim(
+        ".snakemake"
+    )  # a rerun after kill -9 then needs no --unlock (src/cama/locks.py)
 
 
 rule all:
