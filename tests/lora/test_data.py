@@ -9,7 +9,14 @@ import pytest
 from _records import cmrc, humaneval, write_jsonl
 
 from cama.errors import ConfigError
-from cama.lora.data import assistant_runs, load_tokenizer, prepare, read_examples, tokenize, tokenize_splits
+from cama.lora.data import (
+    assistant_runs,
+    load_tokenizer,
+    prepare,
+    read_examples,
+    tokenize,
+    tokenize_splits,
+)
 
 
 @pytest.fixture(scope="module")
