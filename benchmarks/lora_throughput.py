@@ -50,7 +50,8 @@ line per variant, then a table with ratios to the strongest peer)::
 
     PYTHONPATH=src python benchmarks/lora_throughput.py                 # all, ~8 min on one H200
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants ours,peer_padfree_flex_mb16
-    PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model, < 1 min
+    PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model: 3 variants
+    PYTHONPATH=src python benchmarks/lora_throughput.py --smoke --variants ours_eager,ours_8k   # any of them
 
 Needs torch, transformers, peft, accelerate, numpy, pyarrow (no DeepSpeed: the core imports
 it only for ZeRO); liger-kernel for ``ours_liger`` only.
@@ -333,13 +334,15 @@ def mfu_of(tok_s: float, sc: dict, work: Path) -> float | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--variants", default=",".join(PEERS + OURS))
+    p.add_argument("--variants", default=None, help="comma-separated (default: all; with --smoke: "
+                   "the strongest peer, ours and ours_match)")
     p.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, a few steps (checks the script)")
     p.add_argument("--work", default=None, help="scratch folder (default: a fresh temporary one)")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one variant, in this process
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     sc = {**scale(a.smoke), "smoke": a.smoke}
+    a.variants = a.variants or (",".join((STRONGEST, "ours", "ours_match")) if a.smoke else ",".join(PEERS + OURS))
     if a.variant:
         res = run_variant(a.variant, Path(a.work), sc)
         Path(a.out).write_text(json.dumps(res))

@@ -135,7 +135,7 @@ def test_flex_block_mask_confines_attention_like_sdpa(tiny_base, model):
     """The GPU path's document block mask, checked on the CPU (forward only: flex has no CPU backward)."""
     tok = load_tokenizer(tiny_base)
     ex = _examples(tok, 4)
-    packed = PackedCollator(pad_id=0, pad_to=512)([row_arrays(ex, range(4))])
+    packed = PackedCollator(pad_id=0, pad_to=128 * -(-sum(len(e) for e in ex) // 128))([row_arrays(ex, range(4))])
     with torch.no_grad():
         use_packed_forward(model, "sdpa", max_len=512)
         want = model(**packed).loss.item()
