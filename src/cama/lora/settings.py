@@ -15,8 +15,8 @@ from typing import Literal
 from cama.config import from_section, section
 
 
-@section("lora.merge")
 @dataclass(frozen=True)
+@section("lora.merge")
 class MergeSettings:
     dtype: Literal["bf16", "fp16", "fp32"]
     """Weights of the merged model, as saved (merged in fp32, rounded once)."""
@@ -24,8 +24,8 @@ class MergeSettings:
     """Largest safetensors file of the merged model."""
 
 
-@section("lora")
 @dataclass(frozen=True)
+@section("lora")
 class LoraSettings:
     r: int
     """LoRA rank."""
