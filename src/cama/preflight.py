@@ -288,7 +288,8 @@ def check_wordlists(config: dict, ctx: Context) -> list[str]:
     for key, chain in chains:
         block = chain.get("toxicity") if isinstance(chain, dict) else None
         name = block.get("wordlist") if isinstance(block, dict) else None
-        if name and not (shipped / f"{name}.txt").is_file() and not Path(name).is_file():
+        # shipped as name.tsv (categorised) or name.txt, as cama.clean.filters.toxicity.load_wordlist reads them
+        if name and not any((shipped / f"{name}{sfx}").is_file() for sfx in (".tsv", ".txt")) and not Path(name).is_file():
             problems.append(f"{key}.toxicity.wordlist: {name!r} is neither a shipped list nor a file")
     return problems
 
