@@ -6,7 +6,12 @@ sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # works without pip install -e too
 
-from cama.config import LANGS, source_filter_settings, source_layout_settings, validate_config
+from cama.config import (
+    LANGS,
+    source_filter_settings,
+    source_layout_settings,
+    validate_config,
+)
 from cama import locks
 
 validate_config(config)
