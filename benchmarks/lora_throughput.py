@@ -53,8 +53,9 @@ line per variant, then a table with ratios to the strongest peer)::
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model: 3 variants
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke --variants ours_eager,ours_8k   # any of them
 
-Needs torch, transformers, peft, accelerate, numpy, pyarrow (no DeepSpeed: the core imports
-it only for ZeRO); liger-kernel for ``ours_liger`` only.
+Needs torch, transformers, peft, accelerate, numpy, pyyaml (no DeepSpeed: the core imports it
+only for ZeRO; no pyarrow or jsonschema: examples travel as .npz and the settings are built
+over the schema's defaults); liger-kernel for ``ours_liger`` only.
 """
 
 from __future__ import annotations
@@ -108,12 +109,28 @@ def draw_examples(sc: dict, seed: int = 0):
     return out
 
 
+def save_examples(path: Path, examples) -> None:
+    """The examples as one .npz (ids, masks, lengths): no pyarrow needed on the GPU image."""
+    import numpy as np
+
+    np.savez(path, ids=np.concatenate([e.input_ids for e in examples]), mask=np.concatenate([e.mask for e in examples]),
+             lengths=np.array([len(e) for e in examples]))  # fmt: skip
+
+
+def load_examples(path: Path):
+    import numpy as np
+
+    from cama.lora.data import Example
+
+    z = np.load(path)
+    ends = np.cumsum(z["lengths"])
+    return [Example(f"ex{i}", z["ids"][e - n : e], z["mask"][e - n : e]) for i, (n, e) in enumerate(zip(z["lengths"], ends, strict=True))]
+
+
 def prepare(work: Path, sc: dict) -> None:
     """The base model folder (random init, bf16) and the tokenized examples, written once."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from cama.lora.data import write_examples
 
     if (work / "ready").exists():
         return
@@ -123,9 +140,7 @@ def prepare(work: Path, sc: dict) -> None:
     with torch.device(device):
         model = LlamaForCausalLM(cfg)
     model.to(torch.bfloat16).save_pretrained(str(work / "base"))
-    ex = draw_examples(sc)
-    write_examples(work / "data" / "train.parquet", ex)
-    write_examples(work / "data" / "val.parquet", ex[:8])
+    save_examples(work / "examples.npz", draw_examples(sc))
     (work / "ready").touch()
 
 
@@ -156,15 +171,13 @@ def run_peer(name: str, work: Path, sc: dict) -> dict:
         TrainingArguments,  # fmt: skip
     )
 
-    from cama.lora.data import read_examples
-
     variant = "padded" if "padded" in name else "padfree"
     mb = int(name.rsplit("mb", 1)[1]) if not sc.get("smoke") else sc["mb"]
     attn = "flex_attention" if "flex" in name else "sdpa"
     cuda = torch.cuda.is_available()
     if attn == "flex_attention" and not cuda:
         attn = "sdpa"  # FlexAttention has no CPU backward; the smoke run keeps the peer's shape
-    examples = read_examples(work / "data" / "train.parquet")
+    examples = load_examples(work / "examples.npz")
     lengths = [len(e) for e in examples]
     steps, warm = sc["peer_steps"], sc["peer_warm"]
 
@@ -260,8 +273,7 @@ def our_settings(name: str, sc: dict, steps: int) -> dict:
 def run_ours(name: str, work: Path, sc: dict) -> dict:
     import torch
 
-    from cama.lora.data import read_examples
-    from cama.lora.settings import from_dict
+    from cama.lora.settings import from_values
     from cama.lora.train import train_lora
 
     if name == "ours_liger":
@@ -270,15 +282,15 @@ def run_ours(name: str, work: Path, sc: dict) -> dict:
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)  # fmt: skip
     steps = sc["match_steps"] if name == "ours_match" else sc["ours_steps"]
-    settings = from_dict(our_settings(name, sc, steps))
+    settings = from_values(our_settings(name, sc, steps))  # over the schema's defaults, no jsonschema needed
+    examples = load_examples(work / "examples.npz")
     rows = None
     if name == "ours_match":  # the peer's batches: step s trains order[s·MB : (s+1)·MB]
-        n = len(read_examples(work / "data" / "train.parquet"))
-        order, mb = peer_order(n), sc["mb"]
+        order, mb = peer_order(len(examples)), sc["mb"]
         rows = [order[s * mb : (s + 1) * mb] for s in range(steps)]
     out = work / f"out_{name}"
-    stats = train_lora(data_dir=work / "data", base_model=work / "base", out_adapter=out / "adapter",
-                       checkpoint_dir=out / "ckpt", settings=settings, rows=rows)  # fmt: skip
+    stats = train_lora(data_dir=work, base_model=work / "base", out_adapter=out / "adapter", checkpoint_dir=out / "ckpt",
+                       settings=settings, rows=rows, examples=(examples, examples[:8]))  # fmt: skip
     timed = [r for r in stats["loss_curve"] if "tokens_per_s" in r][1:]  # the first interval compiles
     tok_s = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
     mfus = [r["mfu"] for r in timed if "mfu" in r]
@@ -295,9 +307,24 @@ def run_ours(name: str, work: Path, sc: dict) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 
+def stub_pyarrow() -> None:
+    """cama.io imports pyarrow; nothing here reads Parquet, and the GPU image may lack it
+    (pretrain_mfu's stub, loaded from that script rather than written twice)."""
+    import importlib.util
+
+    import peft  # noqa: F401  (before the stub: their own probes for pyarrow see the truth)
+    from transformers import LlamaForCausalLM, Trainer  # noqa: F401
+
+    spec = importlib.util.spec_from_file_location("pretrain_mfu", HERE / "pretrain_mfu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod._stub_pyarrow()
+
+
 def run_variant(name: str, work: Path, sc: dict) -> dict:
     import torch
 
+    stub_pyarrow()
     prepare(work, sc)
     t0 = time.perf_counter()
     try:
@@ -314,7 +341,6 @@ def mfu_of(tok_s: float, sc: dict, work: Path) -> float | None:
     """LoRA MFU of a peer, by the same F as ours (the peers do not compute it themselves)."""
     import torch
 
-    from cama.lora.data import read_examples
     from cama.lora.train import attention_length, lora_flops_per_token
     from cama.train.metrics import peak_tflops
 
@@ -322,7 +348,7 @@ def mfu_of(tok_s: float, sc: dict, work: Path) -> float | None:
     if not peak:
         return None
     s = sc["shape"]
-    lengths = [len(e) for e in read_examples(work / "data" / "train.parquet")]
+    lengths = [len(e) for e in load_examples(work / "examples.npz")]
     d, L, V = s["hidden_size"], s["num_hidden_layers"], s["vocab_size"]
     kv = d // s["num_attention_heads"] * s["num_key_value_heads"]
     per_layer = d * d * 2 + 2 * d * kv + 3 * d * s["intermediate_size"]
@@ -375,6 +401,7 @@ def main() -> None:
 
 
 def report(results: dict, sc: dict, work: Path) -> None:
+    stub_pyarrow()  # mfu_of imports the stage
     ok = {k: v for k, v in results.items() if "real_tokens_per_s" in v}
     for v in ok.values():
         if v.get("mfu") is None:

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 from cama.errors import ConfigError
-from cama.instruct.records import check_messages
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +113,10 @@ def prepare(
 
     ``rejected`` (a list) receives one dict per rejected record: file, line, id, reason, detail.
     """
+    from cama.instruct.records import (
+        check_messages,  # (imported here: the GPU benchmark has no pyarrow)
+    )
+
     if overlong not in ("drop", "truncate"):
         raise ConfigError(f"lora.overlong: {overlong!r} is not drop or truncate")
     eos = tokenizer.eos_token_id

@@ -8,11 +8,12 @@ is ``lora.attention``, the adapter is one small file).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from cama.config import from_section, section
+from cama.config import build, deep_merge, from_section, schema_at, section
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,27 @@ def from_dict(values: dict | None = None) -> LoraSettings:
     return from_section(LoraSettings, values, "lora")
 
 
+def schema_defaults(path: str) -> dict:
+    """A section's defaults, nested, read from the schema file alone (no validation)."""
+
+    def fill(sub: dict) -> dict:
+        out = {}
+        for key, prop in sub.get("properties", {}).items():
+            if "properties" in prop:
+                out[key] = fill(prop)
+            elif "default" in prop:
+                out[key] = copy.deepcopy(prop["default"])
+        return out
+
+    return fill(schema_at(path))
+
+
+def from_values(values: dict | None = None) -> LoraSettings:
+    """``LoraSettings`` from a partial section over the schema's defaults, without validation:
+    for the GPU benchmark (the GPU image may lack jsonschema). Unknown keys are still errors."""
+    return build(LoraSettings, deep_merge(schema_defaults("lora"), values or {}), "lora")
+
+
 def steps_for(rows_per_epoch: int, epochs: float, global_batch: int) -> int:
     """Optimizer steps that cover ``epochs`` passes (the last step completed from the next pass)."""
     return max(1, math.ceil(rows_per_epoch * epochs / global_batch))
@@ -72,10 +94,11 @@ def steps_for(rows_per_epoch: int, epochs: float, global_batch: int) -> int:
 
 def train_settings(lora: LoraSettings, *, max_steps: int, cuda: bool):
     """The core's ``TrainSettings`` for this run."""
-    from cama.train.settings import from_dict as train_from_dict
+    from cama.train.settings import TrainSettings
 
-    values = {k: v for k, v in lora.train.items() if k != "max_steps"}
-    values["torch_compile"] = bool(values.get("torch_compile")) and cuda  # inductor on a GPU only
-    return train_from_dict(values, key="lora.train", max_steps=max_steps, seq_length=None,
-                           attn_implementation="sdpa", sdpa_backend="auto",
-                           max_shard_size=lora.merge.max_shard_size)  # fmt: skip
+    # the section is complete once validated; over the schema's defaults it is complete anyway
+    values = deep_merge(schema_defaults("lora.train"), {k: v for k, v in lora.train.items() if k != "max_steps"})
+    values.pop("max_steps", None)
+    values["torch_compile"] = bool(values["torch_compile"]) and cuda  # inductor on a GPU only
+    return build(TrainSettings, values, "lora.train", max_steps=max_steps, seq_length=None,
+                 attn_implementation="sdpa", sdpa_backend="auto", max_shard_size=lora.merge.max_shard_size)  # fmt: skip

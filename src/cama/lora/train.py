@@ -91,11 +91,13 @@ def train_lora(
     tensorboard_dir: str | os.PathLike | None = None,
     callbacks: tuple = (),
     rows: list[list[int]] | None = None,
+    examples: tuple[list, list] | None = None,
 ) -> dict:
     """Tune ``base_model`` on ``data_dir/{train,val}.parquet``; write the adapter, stats, the curves.
 
     ``rows`` replaces the planned rows (example indices per row, in training order): the
-    benchmark trains on a peer's exact batches with it."""
+    benchmark trains on a peer's exact batches with it. ``examples`` (train, val) replaces the
+    files of ``data_dir`` (the benchmark's examples, in memory)."""
     import torch
 
     from cama.lora.data import load_tokenizer, read_examples
@@ -105,7 +107,10 @@ def train_lora(
     from cama.train.run import ModelInfo, fit
 
     data_dir = Path(data_dir)
-    train_ex, val_ex = read_examples(data_dir / "train.parquet"), read_examples(data_dir / "val.parquet")
+    if examples is not None:
+        train_ex, val_ex = examples
+    else:
+        train_ex, val_ex = read_examples(data_dir / "train.parquet"), read_examples(data_dir / "val.parquet")
     if not val_ex:
         raise ConfigError(f"{data_dir / 'val.parquet'}: the validation split is empty")
     cuda = torch.cuda.is_available()
