@@ -48,7 +48,9 @@ computes more (padding, all logits, recomputation) is not credited for it.
 Run (each variant in its own process, so one crash or OOM does not stop the rest; a JSON
 line per variant, then a table with ratios to the strongest peer)::
 
-    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all, ~8 min on one H200
+    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all: ~15 min on one H200, so in two calls:
+    PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padded_mb4,peer_padded_mb16,peer_padfree_sdpa_mb16,peer_padfree_flex_mb16,ours,ours_match
+    PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padfree_flex_mb16,ours_varlen,ours_eager,ours_plainloss,ours_8k,ours_ckpt16k,ours_liger
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants ours,peer_padfree_flex_mb16
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model: 3 variants
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke --variants ours_eager,ours_8k   # any of them
@@ -364,6 +366,7 @@ def main() -> None:
                    "the strongest peer, ours and ours_match)")
     p.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, a few steps (checks the script)")
     p.add_argument("--work", default=None, help="scratch folder (default: a fresh temporary one)")
+    p.add_argument("--timeout", type=int, default=420, help="seconds a variant may take (its process is then killed)")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one variant, in this process
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -391,11 +394,15 @@ def main() -> None:
         out = work / f"{name}.json"
         cmd = [sys.executable, __file__, "--variant", name, "--work", str(work), "--out", str(out)]
         env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode == 0 and out.exists():
-            results[name] = json.loads(out.read_text())
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
+        except subprocess.TimeoutExpired:
+            results[name] = {"variant": name, "failed": f"timed out after {a.timeout} s"}
         else:
-            results[name] = {"variant": name, "failed": proc.stderr[-1500:]}
+            if proc.returncode == 0 and out.exists():
+                results[name] = json.loads(out.read_text())
+            else:
+                results[name] = {"variant": name, "failed": proc.stderr[-1500:]}
         print(json.dumps({k: v for k, v in results[name].items() if k != "loss_curve"}), flush=True)
     report(results, sc, work)
 
