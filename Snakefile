@@ -23,6 +23,7 @@ include: "rules/pack.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
 include: "rules/instruct.smk"
+include: "rules/lora.smk"
 include: "rules/report.smk"
 
 

@@ -63,14 +63,19 @@ EXTRA_VARIANTS = ("ours_zero3_sharded",)
 
 
 def _stub_pyarrow() -> None:
+    """Stand-ins for pyarrow where it is missing: cama.io builds Parquet schemas at import
+    (``pa.schema([...])``, ``list(DOC_SCHEMA) + [...]``); every name is a function giving []."""
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        stub = types.ModuleType("pyarrow")
-        for name in ("schema", "string", "float64", "int64", "binary", "Table", "Schema"):
-            setattr(stub, name, lambda *a, **k: None)
-        stub.parquet = types.ModuleType("pyarrow.parquet")
-        sys.modules["pyarrow"], sys.modules["pyarrow.parquet"] = stub, stub.parquet
+
+        class Stub(types.ModuleType):
+            def __getattr__(self, name):
+                return lambda *a, **k: []
+
+        stub, parquet = Stub("pyarrow"), Stub("pyarrow.parquet")
+        stub.parquet = parquet
+        sys.modules["pyarrow"], sys.modules["pyarrow.parquet"] = stub, parquet
 
 
 # ----------------------------------------------------------------------------- data and model

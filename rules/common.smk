@@ -108,4 +108,6 @@ def get_final_output():
         f"{RESULTS}/instruct/val.jsonl",
         f"{RESULTS}/report/instruct_table.html",
         *expand(f"{RESULTS}/instruct/eval/{{ieset}}.jsonl", ieset=IE_SETS),
+        f"{RESULTS}/lora/stats.json",
+        f"{RESULTS}/lora/merged",
     ]

@@ -194,7 +194,7 @@ def conversation_records(
     for k, conv in enumerate(convs):
         messages = fill_placeholders(conv.messages, spec.get("fill") or {})
         if spec.get("opencc"):
-            messages = [{**m, "content": to_simplified(m["content"])} for m in messages]
+            messages = [{**m, "content": to_simplified(m["content"], "t2s")} for m in messages]
         reason = check_messages(messages)
         if reason:
             return _bad(file, raw, reason)
@@ -242,14 +242,14 @@ def _simplified(task: str, gold: list) -> list:
         return [
             {
                 "type": e["type"],
-                "trigger": to_simplified(e["trigger"]),
-                "arguments": [[to_simplified(a), r] for a, r in e["arguments"]],
+                "trigger": to_simplified(e["trigger"], "t2s"),
+                "arguments": [[to_simplified(a, "t2s"), r] for a, r in e["arguments"]],
             }
             for e in gold
         ]
     if task == "re":
-        return [[to_simplified(h), r, to_simplified(t)] for h, r, t in gold]
-    return [[to_simplified(m), t] for m, t in gold]
+        return [[to_simplified(h, "t2s"), r, to_simplified(t, "t2s")] for h, r, t in gold]
+    return [[to_simplified(m, "t2s"), t] for m, t in gold]
 
 
 def ie_sample(
@@ -268,7 +268,7 @@ def ie_sample(
         ),
     )
     if spec.get("opencc"):
-        text, gold = to_simplified(text), _simplified(spec["task"], gold)
+        text, gold = to_simplified(text, "t2s"), _simplified(spec["task"], gold)
     sample = ie.Sample(
         text, spec["task"], _lang(spec["lang"], text), gold, group, ctx.source, dict(item.meta)
     )

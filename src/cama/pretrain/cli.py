@@ -16,12 +16,8 @@ MODULE = "cama.pretrain.train"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    launch.add_arguments(parser)
-    parser.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the options of cama.pretrain.train")
+    launch.add_subcommand_arguments(parser, MODULE)
 
 
 def run(args: argparse.Namespace) -> int:
-    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    own = ["--gpus", str(args.gpus), "--tasks", str(args.tasks), "--threads", str(args.threads),
-           "--port", str(args.port)] + (["--dry-run"] if args.dry_run else [])  # fmt: skip
-    return launch.main([*own, "--", *train_args], module=MODULE, prog="cama pretrain")
+    return launch.run_subcommand(args, module=MODULE, prog="cama pretrain")

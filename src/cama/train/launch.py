@@ -220,3 +220,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="cores per node to share among processes")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="rendezvous port (multi-node)")
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
+
+
+def add_subcommand_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    """A stage's ``cama <stage>`` command: the launcher's options, then ``--`` and the module's."""
+    add_arguments(parser)
+    parser.add_argument("train_args", nargs=argparse.REMAINDER, help=f"-- then the options of {module}")
+
+
+def run_subcommand(args: argparse.Namespace, *, module: str, prog: str) -> int:
+    """Run ``cama <stage>`` (parsed by ``add_subcommand_arguments``) through ``main``."""
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    own = ["--gpus", str(args.gpus), "--tasks", str(args.tasks), "--threads", str(args.threads),
+           "--port", str(args.port)] + (["--dry-run"] if args.dry_run else [])  # fmt: skip
+    return main([*own, "--", *train_args], module=module, prog=prog)

@@ -96,10 +96,13 @@ def make_trainer_class():
                 with open(self.cama_sample_log, "a") as f:  # tests only: a host copy per micro-batch
                     f.write(json.dumps({"step": step, "micro": micro, "ids": index.tolist()}) + "\n")
             labels = inputs["labels"]  # (batch, seq)
+            # a collator may count the batch's real tokens itself (padding-free packing, where the
+            # labels cover the answers only); otherwise every labelled token counts
+            counted = inputs.pop("num_tokens", None)
             if not hasattr(self, "_cama_tokens"):
                 self._cama_tokens = torch.zeros((), dtype=torch.float64, device=labels.device)
                 self._cama_seq_sum, self._cama_batches = 0, 0
-            self._cama_tokens += (labels != -100).sum()  # stays on the device: no sync per step
+            self._cama_tokens += counted if counted is not None else (labels != -100).sum()  # on the device: no sync
             self._cama_seq_sum += labels.shape[1]
             self._cama_batches += 1
             return super().training_step(model, inputs, num_items_in_batch)
