@@ -52,6 +52,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -446,6 +447,19 @@ class Engine:
         self._thread.join()
         self._thread = None
 
+    def release(self) -> None:
+        """Free the slot cache and the CUDA graphs (the engine allocates them again when used)."""
+        self.stop()
+        with self._lock:
+            self._cache = None
+            self._graphs.clear()
+            self._pool = None
+            if self.fast:
+                for layer in self.decoder.layers:
+                    layer.self_attn.__dict__.pop("_cama_cache", None)
+            if self.cuda:
+                torch.cuda.empty_cache()
+
     def __enter__(self):
         return self.start()
 
@@ -555,7 +569,14 @@ class Engine:
         self._step_no = torch.zeros(slots, dtype=torch.long, device=dev)
         self._special: set[int] = set()  # slots that sample or penalise (not plain greedy)
         self._penal: set[int] = set()  # slots with a repetition penalty
-        self._pos_host = [0] * slots
+        # host-side bookkeeping, vectorised over slots (one numpy pass per step, not per token)
+        self._occupied = np.zeros(slots, dtype=bool)
+        self._pos_np = np.zeros(slots, dtype=np.int64)  # position of each slot's next input token
+        self._count = np.zeros(slots, dtype=np.int64)  # tokens generated (EOS not counted)
+        self._limit = np.zeros(slots, dtype=np.int64)  # max_new of the slot's sequence
+        self._streamed = np.zeros(slots, dtype=bool)  # has a TextStream: handled token by token
+        self._outbuf = np.zeros((slots, length), dtype=np.int64)
+        self._eos_np = np.array(sorted(self.eos_ids), dtype=np.int64)
         self._sampler = Sampler(self.vocab, dev)
         self._batch_buckets = _buckets(slots, 1)
         self._span_buckets = _buckets(length, 64)
@@ -575,7 +596,7 @@ class Engine:
         return min(slots, fit)
 
     def _busy(self) -> bool:
-        return any(s is not None for s in self._slot_seq) if self.fast else False
+        return bool(self._occupied.any()) if self.fast and self._cache is not None else False
 
     def _step(self) -> None:
         """Admit waiting sequences into free slots (prefill), then decode one token for all."""
@@ -589,13 +610,13 @@ class Engine:
             return
         for seq in [s for s in self._slot_seq if s is not None and s.req._cancelled]:
             self._finish(seq, "cancelled")
-        n_active = sum(s is not None for s in self._slot_seq)
+        n_active = int(self._occupied.sum())
         with self._cond:
             n_wait = len(self._waiting)
         refill = max(1, self._cache.slots // 8)
         if n_wait and self._free and (n_active == 0 or len(self._free) >= min(n_wait, refill)):
             self._prefill()
-        if any(s is not None for s in self._slot_seq):
+        if self._occupied.any():
             self._decode()
 
     def _prefill(self) -> None:
@@ -623,6 +644,11 @@ class Engine:
         slot = self._free.pop(0)
         seq.slot = slot
         self._slot_seq[slot] = seq
+        self._occupied[slot] = True
+        self._count[slot] = 0
+        self._limit[slot] = seq.max_new
+        self._streamed[slot] = seq.stream is not None
+        self._pos_np[slot] = len(seq.prompt)
         s = seq.settings
         if s.sample or s.repetition_penalty != 1.0:
             self._special.add(slot)
@@ -668,9 +694,7 @@ class Engine:
         self._tok[rows] = nxt
         self._pos[rows] = lens
         self._active[rows] = 1
-        for s in seqs:
-            self._pos_host[s.slot] = len(s.prompt)
-        self._advance(nxt, rows, list(enumerate(slots)))
+        self._advance(nxt, rows, np.arange(n), np.array(slots))
         self.stats["prefill_tokens"] += int(lens.sum())
         self.stats["prefill_calls"] += 1
 
@@ -722,7 +746,7 @@ class Engine:
                     self._decode_fn(b, span)
             torch.cuda.current_stream(self.device).wait_stream(side)
             g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self._pool):
+            with torch.cuda.graph(g, pool=self._pool, capture_error_mode="thread_local"):
                 out = self._decode_fn(b, span)
             self._graphs[key] = (g, out)
             self.stats["graphs"] += 1
@@ -732,9 +756,9 @@ class Engine:
 
     @torch.inference_mode()
     def _decode(self) -> None:
-        occupied = [i for i, s in enumerate(self._slot_seq) if s is not None]
-        hi = occupied[-1] + 1
-        need = max(self._pos_host[i] for i in occupied) + 1
+        occupied = np.flatnonzero(self._occupied)
+        hi = int(occupied[-1]) + 1
+        need = int(self._pos_np[occupied].max()) + 1
         if self.bucketed:
             b = next(x for x in self._batch_buckets if x >= hi)
             span = next(x for x in self._span_buckets if x >= need)
@@ -758,37 +782,40 @@ class Engine:
         self._tok[:b] = torch.where(self._active[:b].bool(), nxt, self._tok[:b])
         self._pos[:b] += self._active[:b]
         self._step_no[:b] += self._active[:b]
-        for i in occupied:
-            self._pos_host[i] += 1
-        self._advance(nxt, self._arange[:b], [(i, i) for i in occupied])
+        self._pos_np[occupied] += 1
+        self._advance(nxt, self._arange[:b], occupied, occupied)
         self.stats["decode_steps"] += 1
         self.stats["decode_rows"] += b
 
-    def _advance(self, nxt, rows, pairs: list[tuple[int, int]]) -> None:
-        """Hand each slot its new token (``pairs``: index in ``nxt``, slot; ``rows``: the slot
-        of each entry of ``nxt``): EOS, stop strings, length, streaming."""
+    def _advance(self, nxt, rows, idx: np.ndarray, slots: np.ndarray) -> None:
+        """Hand slot ``slots[j]`` its new token ``nxt[idx[j]]`` (``rows``: the slot of each entry
+        of ``nxt``): EOS, the length limit, and for streamed or stop-string sequences the text."""
         if self._penal:
             self._seen[rows, nxt] = True
-        tokens = nxt.tolist()  # the one sync per step
-        for i, slot in pairs:
-            self._accept(self._slot_seq[slot], tokens[i])
-
-    def _accept(self, seq: _Seq, tok: int) -> None:
-        self.stats["tokens"] += 1
-        if tok in self.eos_ids:
-            self._finish(seq, "eos", eos=True)
-            return
-        seq.out.append(tok)
-        if seq.stream is not None:
-            if seq.stream.push(tok):
-                self._finish(seq, "stop")
-                return
-            if seq.req.streaming:
-                seq.req._emit(seq.stream.ready())
-        if len(seq.out) >= seq.max_new:
-            self._finish(seq, "length")
+        toks = nxt.cpu().numpy()[idx]  # the one sync per step
+        self.stats["tokens"] += len(slots)
+        count = self._count[slots]
+        self._outbuf[slots, count] = toks
+        eos = np.isin(toks, self._eos_np)
+        self._count[slots] = count + ~eos
+        full = ~eos & (count + 1 >= self._limit[slots])
+        for j in np.flatnonzero(eos | full | self._streamed[slots]):
+            seq = self._slot_seq[int(slots[j])]
+            if eos[j]:
+                self._finish(seq, "eos", eos=True)
+                continue
+            if seq.stream is not None:
+                if seq.stream.push(int(toks[j])):
+                    self._finish(seq, "stop")
+                    continue
+                if seq.req.streaming:
+                    seq.req._emit(seq.stream.ready())
+            if full[j]:
+                self._finish(seq, "length")
 
     def _finish(self, seq: _Seq, reason: str, eos: bool = False, error: str | None = None) -> None:
+        if seq.slot is not None:
+            seq.out = self._outbuf[seq.slot, : self._count[seq.slot]].tolist()
         ids, trimmed = seq.out, False
         if reason == "stop":
             text = seq.stream.text
@@ -804,11 +831,13 @@ class Engine:
         if seq.slot is not None:
             slot = seq.slot
             self._slot_seq[slot] = None
+            self._occupied[slot] = False
+            self._streamed[slot] = False
             self._special.discard(slot)
             self._penal.discard(slot)
             self._active[slot] = 0
             self._pos[slot] = 0
-            self._pos_host[slot] = 0
+            self._pos_np[slot] = 0
             self._free.append(slot)
             self._free.sort()
             seq.slot = None
