@@ -24,6 +24,7 @@ from cama.errors import CamaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cama.preflight", "check a config: the schema, then the preflight checks for a real run"),
     "pretrain": ("cama.pretrain.cli", "continued pretraining under the launcher (what the pretrain rule runs)"),
+    "eval": ("cama.evaluate.cli", "evaluate by hand: IE micro-F1 of a model (ie), lm-evaluation-harness (lm-eval)"),
     "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
 }
 

@@ -14,7 +14,6 @@ the model's chat template (``cama.chat``), as in training.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from dataclasses import dataclass, field
@@ -158,7 +157,7 @@ def render_markdown(cases: list[Case], runs: dict[str, dict], title: str = "Gene
         gens: list[Generation] = run["generations"]
         count = {r: sum(g.finish_reason == r for g in gens) for r in ("eos", "length", "stop")}
         trimmed = sum(g.repetition_trimmed for g in gens)
-        settings = html.escape(json.dumps(run.get("settings"), ensure_ascii=False)) if run.get("settings") else ""
+        settings = (f"{run['preset']}: " if run.get("preset") else "") + (run.get("describe") or "")
         lines.append(f"| {label} | `{run.get('model', '')}` | {settings} | {count['eos']}/{len(gens)} | "
                      f"{count['length']}/{len(gens)} | {count['stop']}/{len(gens)} | {trimmed}/{len(gens)} |")  # fmt: skip
     lines += ["", "Marks: **EOS** the model ended its answer; **cut at length** it reached the token limit; "

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n[{gens[0].marks}; {gens[0].completion_tokens} tokens]")
         return 0
     runs = {args.adapter or args.model: {"model": args.model, "adapter": args.adapter,
-                                         "settings": settings.to_dict(), "generations": gens}}  # fmt: skip
+                                         "settings": settings.to_dict(), "describe": settings.describe(),
+                                         "generations": gens}}  # fmt: skip
     if not args.out:
         print(render_markdown(cases, runs))
     elif args.out.endswith(".jsonl"):

@@ -70,6 +70,16 @@ class Settings:
         d["stop"] = list(self.stop)
         return d
 
+    def describe(self) -> str:
+        """The settings that differ from greedy decoding, e.g. "num_beams=3, repetition_penalty=1.6"."""
+        default = Settings()
+        parts = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+        return ", ".join(parts) or "greedy"
+
+    def replace(self, **changes) -> Settings:
+        """A copy with ``changes`` (validated again)."""
+        return replace(self, **changes)
+
 
 # The seed's decoding for its galleries (ANCHORS, "Decoding used for the galleries"): the base
 # model with 3 beams and a strong repetition penalty; the LoRA model with a few beams and low-
