@@ -4,10 +4,10 @@ The TinyLlama-1.1B shape (22 layers, hidden 2048, 32 heads, 4 KV heads, intermed
 vocabulary 32000), random init, sequence length 2048, on packed shards of random tokens
 written on the fly (full-length samples, so no padding and no attention mask). Variants:
 
-- ``ours``        the stage as a user runs it for a model that fits: ``cama.pretrain.train`` with
-                  zero.stage auto (0 = plain data parallel when the model states fit), bf16, SDPA,
-                  fused AdamW, compiled blocks (``cama.pretrain.compile``), micro-batch 8, no
-                  gradient checkpointing;
+- ``ours``        the stage as a user runs it for a model that fits: ``cama.pretrain.train.pretrain``
+                  (the training core, ``cama.train``) with zero.stage auto (0 = plain data parallel
+                  when the model states fit), bf16, SDPA, fused AdamW, compiled blocks
+                  (``cama.train.compile``), micro-batch 8, no gradient checkpointing;
 - ``ours_zero3``  the stage with ZeRO-3 forced (what a 13B needs) and otherwise as a user runs
                   it: the stage keeps the parameters resident because they fit (``fit_zero3``),
                   blocks compiled, micro-batch 8, no gradient checkpointing;
@@ -18,11 +18,15 @@ written on the fly (full-length samples, so no padding and no attention mask). V
 - ``zero3_auto``  the anchor baseline: HF Trainer + DeepSpeed ZeRO-3 with "auto" settings, micro-batch 4.
 
 MFU = tokens/s × (6·N_nonembedding + 6·L·d·s) / peak (ANCHORS; H100/H200 989 TFLOP/s dense bf16),
-per GPU. Steps after ``--warmup`` are timed (compilation and ZeRO warm-up excluded).
+per GPU. Steps after ``--warmup`` are timed (compilation and ZeRO warm-up excluded). The driver
+runs ``--repeats`` rounds (3 by default), each round every variant once in the order given,
+so each figure is timed several times interleaved with its baselines; the table gives
+min / median / max, and the ratios compare medians.
 
 Run (the driver starts each variant in its own torchrun job and prints one table)::
 
     TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 1
+    PYTHONPATH=src python benchmarks/pretrain_mfu.py --smoke   # CPU, a 2-layer model, < 1 min: checks the plumbing
     TORCH_CUDA_ARCH_LIST=9.0 PYTHONPATH=src python benchmarks/pretrain_mfu.py --gpus 2 --variants ours_zero3,zero3_auto,plain
     ... --gpus 2 --variants ours_zero3 --micro-batch 16     # then --gpus 1 on the same machine: scaling
     ... --profile                                           # GPU time per step by kernel
@@ -42,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +55,7 @@ import types
 from pathlib import Path
 
 SHAPE = dict(layers=22, hidden_size=2048, heads=32, kv_heads=4, intermediate_size=5632)
+SMOKE_SHAPE = dict(layers=2, hidden_size=64, heads=4, kv_heads=2, intermediate_size=172)
 VOCAB = 32000
 VARIANTS = ("ours", "ours_zero3", "plain", "zero3_auto")
 EXTRA_VARIANTS = ("ours_zero3_sharded",)
@@ -89,16 +95,17 @@ def write_random_blend(folder: Path, samples: int, seq: int, seed: int = 0) -> P
     return folder / "blend.json"
 
 
-def base_config(seq: int):
-    from cama.pretrain.config import ModelInit
+def base_config(seq: int, smoke: bool = False):
+    from cama.pretrain.config import model_init_from_dict
     from cama.pretrain.model import llama_config
 
-    cfg = llama_config(ModelInit(max_position_embeddings=seq, **SHAPE), VOCAB)
+    shape = SMOKE_SHAPE if smoke else SHAPE
+    cfg = llama_config(model_init_from_dict({"max_position_embeddings": seq, **shape}), VOCAB)
     cfg.attn_implementation = "sdpa"
     return cfg
 
 
-def write_base_model(folder: Path, seq: int) -> Path:
+def write_base_model(folder: Path, seq: int, smoke: bool = False) -> Path:
     """A random-init model folder (rank 0 writes; the others wait for the marker)."""
     import torch
     from transformers import LlamaForCausalLM
@@ -106,8 +113,8 @@ def write_base_model(folder: Path, seq: int) -> Path:
     out = folder / "base"
     if int(os.environ.get("RANK", 0)) == 0:
         torch.manual_seed(0)
-        with torch.device("cuda"):
-            model = LlamaForCausalLM(base_config(seq))
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = LlamaForCausalLM(base_config(seq, smoke))
         model.to(torch.bfloat16).save_pretrained(str(out))
         (folder / "base.done").touch()
     while not (folder / "base.done").exists():
@@ -118,9 +125,9 @@ def write_base_model(folder: Path, seq: int) -> Path:
 # ----------------------------------------------------------------------------- variants
 
 
-def run_ours(work: Path, args, zero3: bool, sharded: bool = False) -> dict:
-    from cama.pretrain import config as C
+def run_ours(work: Path, args, zero3: bool, sharded: bool = False, callbacks: tuple = ()) -> dict:
     from cama.pretrain.train import pretrain
+    from cama.train.settings import from_dict
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     mb = args.micro_batch or 8
@@ -130,19 +137,19 @@ def run_ours(work: Path, args, zero3: bool, sharded: bool = False) -> dict:
         (work / "blend.done").touch()
     while not (work / "blend.done").exists():
         time.sleep(1)
-    base = write_base_model(work, args.seq)
+    base = write_base_model(work, args.seq, args.smoke)
     zero = {"stage": 3} if zero3 else {"stage": "auto"}  # forced 3: the stage tunes it by what fits
     if sharded:  # DeepSpeed's own thresholds: parameters partitioned, gathered per use
         zero = {"stage": 3, "stage3_param_persistence_threshold": 10 * SHAPE["hidden_size"], "overlap_comm": True}
-    settings = C.from_dict({
+    settings = from_dict({
         "max_steps": args.steps, "micro_batch_size": mb, "gradient_accumulation_steps": 1,
-        "seq_length": args.seq, "lr": 1e-4, "warmup_steps": 2, "precision": "bf16",
+        "seq_length": args.seq, "lr": 1e-4, "warmup_steps": 2, "precision": "auto" if args.smoke else "bf16",
         "gradient_checkpointing": False, "torch_compile": not args.no_compile, "sdpa_backend": args.sdpa_backend,
-        "save_steps": 10**6, "logging_steps": args.log_every, "dataloader_workers": 2, "zero": zero,
-        "peak_tflops": args.peak,
+        "save_steps": 10**6, "logging_steps": args.log_every, "dataloader_workers": 0 if args.smoke else 2,
+        "zero": zero, "peak_tflops": args.peak,
     })  # fmt: skip
     stats = pretrain(blend=blend, base_model=base, out_model=work / "out", checkpoint_dir=work / "ckpt",
-                     settings=settings)  # fmt: skip
+                     settings=settings, callbacks=callbacks)  # fmt: skip
     timed = [r for r in stats["loss_curve"] if r["step"] > args.warmup and "tokens_per_s" in r]
     tok_s = sum(r["tokens_per_s"] for r in timed) / len(timed) / world  # per GPU
     return {"micro_batch": mb, "zero_stage": stats["zero_stage"], "compile": settings.torch_compile,
@@ -171,12 +178,10 @@ def kernel_summary(prof, steps: int) -> str:
     return "\n".join(lines)
 
 
-def add_profiler(start: int, steps: int = 2) -> None:
-    """Profile GPU kernels over ``steps`` training steps from ``start`` (rank 0 prints a summary)."""
+def profiler(start: int, steps: int = 2):
+    """A callback that profiles GPU kernels over ``steps`` training steps from ``start`` (rank 0 prints a summary)."""
     import torch
     from transformers import TrainerCallback
-
-    from cama.pretrain import train
 
     class Profile(TrainerCallback):
         prof = None
@@ -193,8 +198,7 @@ def add_profiler(start: int, steps: int = 2) -> None:
                 if int(os.environ.get("RANK", 0)) == 0:
                     print(kernel_summary(self.prof, steps), flush=True)
 
-    make = train.make_callbacks
-    train.make_callbacks = lambda *a, **k: [*make(*a, **k), Profile()]
+    return Profile()
 
 
 def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
@@ -209,19 +213,21 @@ def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
               "zero_optimization": {"stage": 3, "overlap_comm": True, "stage3_gather_16bit_weights_on_model_save": True},
               "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
               "gradient_clipping": "auto", "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": "auto"}}}  # fmt: skip
+    cuda = torch.cuda.is_available()
     targs = TrainingArguments(output_dir=str(work / "out"), per_device_train_batch_size=mb, max_steps=args.steps,
-                              bf16=True, logging_steps=10**6, save_strategy="no", report_to=[], deepspeed=ds,
-                              dataloader_num_workers=2, learning_rate=1e-4, optim="adamw_torch_fused",
-                              disable_tqdm=True)  # fmt: skip
+                              bf16=cuda, logging_steps=10**6, save_strategy="no", report_to=[], deepspeed=ds,
+                              dataloader_num_workers=2 if cuda else 0, learning_rate=1e-4,
+                              optim="adamw_torch_fused" if cuda else "adamw_torch", disable_tqdm=True,
+                              use_cpu=not cuda)  # fmt: skip
     _ = targs.world_size  # start the process group before ZeRO-3's partitioned init
     if zero3:
         import deepspeed
 
         deepspeed.init_distributed()
         with deepspeed.zero.Init(config_dict_or_path=targs.hf_deepspeed_config.config):
-            model = LlamaForCausalLM(base_config(args.seq))
+            model = LlamaForCausalLM(base_config(args.seq, args.smoke))
     else:
-        model = LlamaForCausalLM(base_config(args.seq))
+        model = LlamaForCausalLM(base_config(args.seq, args.smoke))
 
     class Random(torch.utils.data.Dataset):
         def __len__(self):
@@ -235,7 +241,8 @@ def run_trainer_baseline(work: Path, args, zero3: bool) -> dict:
         t: dict = {}
 
         def on_step_end(self, a, state, control, **kw):
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             self.t[state.global_step] = time.perf_counter()
 
     clock = Clock()
@@ -248,26 +255,28 @@ def run_variant(variant: str, args) -> dict:
     import torch
 
     _stub_pyarrow()
-    from cama.pretrain.metrics import flops_per_token, mfu, peak_tflops
+    from cama.train.metrics import flops_per_token, mfu, peak_tflops
 
+    cuda = torch.cuda.is_available()
     work = Path(args.workdir or tempfile.mkdtemp(prefix=f"mfu_{variant}_"))
     work.mkdir(parents=True, exist_ok=True)
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    if args.profile and variant.startswith("ours"):
-        add_profiler(start=args.steps - 4)
+    callbacks = (profiler(start=args.steps - 4),) if args.profile and variant.startswith("ours") else ()
     if variant.startswith("ours"):
-        res = run_ours(work, args, zero3=variant != "ours", sharded=variant == "ours_zero3_sharded")
+        res = run_ours(work, args, zero3=variant != "ours", sharded=variant == "ours_zero3_sharded", callbacks=callbacks)
     else:
         res = run_trainer_baseline(work, args, zero3=variant == "zero3_auto")
-    cfg = base_config(args.seq)
+    cfg = base_config(args.seq, args.smoke)
     n = sum(p.numel() for p in _meta_model(cfg).parameters())
     ftok = flops_per_token(n - VOCAB * cfg.hidden_size, cfg.num_hidden_layers, cfg.hidden_size, args.seq)
-    peak = peak_tflops(torch.cuda.get_device_name(), args.peak)
+    device = torch.cuda.get_device_name() if cuda else "cpu"
+    peak = peak_tflops(device if cuda else None, args.peak)
     res.update({
-        "variant": variant, "gpu": torch.cuda.get_device_name(), "gpus": int(os.environ.get("WORLD_SIZE", 1)),
+        "variant": variant, "gpu": device, "gpus": int(os.environ.get("WORLD_SIZE", 1)),
         "seq": args.seq, "params": n, "mfu": mfu(res["tokens_per_s_per_gpu"], ftok, peak),
-        "max_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "wall_s": time.time() - t0,
+        "max_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0, "wall_s": time.time() - t0,
     })  # fmt: skip
     return res
 
@@ -283,50 +292,77 @@ def _meta_model(cfg):
 # ----------------------------------------------------------------------------- driver
 
 
-def table(rows: list[dict]) -> str:
-    head = "| variant | GPU | GPUs | ZeRO | micro-batch | compile | SDPA first | tokens/s/GPU | MFU | max mem GB |"
+def _spread(values: list[float], fmt: str) -> str:
+    """min / median / max of repeated measurements."""
+    if not values:
+        return "n/a"
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+def table(runs: dict[str, list[dict]]) -> str:
+    """One row per variant: its repeated runs as min / median / max."""
+    head = ("| variant | GPU | GPUs | ZeRO | micro-batch | compile | SDPA first | runs | tokens/s/GPU (min / median / max) "
+            "| MFU (min / median / max) | max mem GB |")  # fmt: skip
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['variant']} | failed: {r['error'][:80]} ||||||||")
+    for variant, rows in runs.items():
+        ok = [r for r in rows if "error" not in r]
+        failed = len(rows) - len(ok)
+        if not ok:
+            lines.append(f"| {variant} | failed: {rows[0]['error'][:80]} |||||||||")
             continue
+        r = ok[0]
+        tok = [x["tokens_per_s_per_gpu"] for x in ok]
+        mfus = [100 * x["mfu"] for x in ok if x["mfu"] is not None]
         lines.append(
-            f"| {r['variant']} | {r['gpu']} | {r['gpus']} | {r['zero_stage']} | {r['micro_batch']} | "
-            f"{'yes' if r['compile'] else 'no'} | {r.get('sdpa', 'default')} | {r['tokens_per_s_per_gpu']:,.0f} | "
-            f"{100 * r['mfu']:.1f}% | {r['max_mem_gb']:.1f} |"
+            f"| {variant} | {r['gpu']} | {r['gpus']} | {r['zero_stage']} | {r['micro_batch']} | "
+            f"{'yes' if r['compile'] else 'no'} | {r.get('sdpa', 'default')} | {len(ok)}{f' ({failed} failed)' if failed else ''} | "
+            f"{_spread(tok, '{:,.0f}')} | {_spread(mfus, '{:.1f}%')} | {max(x['max_mem_gb'] for x in ok):.1f} |"
         )
     return "\n".join(lines)
 
 
+def run_one(variant: str, args) -> dict:
+    """One variant in its own torchrun job; its JSON result (or the error)."""
+    res_dir = Path(tempfile.mkdtemp(prefix="mfu_res_", dir=args.workdir))
+    out = res_dir / "r.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
+           __file__, "--variant", variant, "--out", str(out), "--workdir", str(res_dir / "work"),
+           "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--seq", str(args.seq), "--log-every", str(args.log_every)]  # fmt: skip
+    if args.peak:
+        cmd += ["--peak", str(args.peak)]
+    if args.micro_batch:
+        cmd += ["--micro-batch", str(args.micro_batch)]
+    if args.no_compile:
+        cmd += ["--no-compile"]
+    if args.smoke:
+        cmd += ["--smoke"]
+    cmd += ["--sdpa-backend", args.sdpa_backend] + (["--profile"] if args.profile else [])
+    print("running:", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, timeout=args.timeout)
+    if proc.returncode == 0 and out.exists():
+        row = json.loads(out.read_text())
+    else:
+        row = {"variant": variant, "error": f"exit {proc.returncode}"}
+    shutil.rmtree(res_dir, ignore_errors=True)  # a 1.1B model, its optimizer state and shards: GBs
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def drive(args) -> None:
-    rows = []
-    for variant in args.variants.split(","):
-        res_dir = Path(tempfile.mkdtemp(prefix="mfu_res_", dir=args.workdir))
-        out = res_dir / "r.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
-               __file__, "--variant", variant, "--out", str(out), "--workdir", str(res_dir / "work"),
-               "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--seq", str(args.seq), "--log-every", str(args.log_every)]  # fmt: skip
-        if args.peak:
-            cmd += ["--peak", str(args.peak)]
-        if args.micro_batch:
-            cmd += ["--micro-batch", str(args.micro_batch)]
-        if args.no_compile:
-            cmd += ["--no-compile"]
-        cmd += ["--sdpa-backend", args.sdpa_backend] + (["--profile"] if args.profile else [])
-        print("running:", " ".join(cmd), flush=True)
-        proc = subprocess.run(cmd, timeout=args.timeout)
-        if proc.returncode == 0 and out.exists():
-            rows.append(json.loads(out.read_text()))
-        else:
-            rows.append({"variant": variant, "error": f"exit {proc.returncode}"})
-        shutil.rmtree(res_dir, ignore_errors=True)  # a 1.1B model, its optimizer state and shards: GBs
-        print(json.dumps(rows[-1]), flush=True)
-    print("\n" + table(rows), flush=True)
-    ok = {r["variant"]: r for r in rows if "error" not in r}
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for round_ in range(args.repeats):  # interleaved: every variant once per round
+        print(f"round {round_ + 1} of {args.repeats}", flush=True)
+        for variant in variants:
+            runs[variant].append(run_one(variant, args))
+    print("\n" + table(runs), flush=True)
     for a, b in (("ours", "plain"), ("ours", "zero3_auto"), ("ours_zero3", "zero3_auto")):
-        if a in ok and b in ok:
-            print(f"{a} / {b}: {ok[a]['mfu'] / ok[b]['mfu']:.2f}x MFU")
+        ra, rb = ([x for x in runs.get(v, []) if "error" not in x] for v in (a, b))
+        if ra and rb:
+            key = "mfu" if ra[0]["mfu"] is not None else "tokens_per_s_per_gpu"
+            ratio = statistics.median(x[key] for x in ra) / statistics.median(x[key] for x in rb)
+            print(f"{a} / {b}: {ratio:.2f}x {'MFU' if key == 'mfu' else 'tokens/s'} (medians of {len(ra)} and {len(rb)} runs)")
 
 
 def main() -> None:
@@ -346,8 +382,16 @@ def main() -> None:
     p.add_argument("--peak", type=float, default=None, help="TFLOP/s; default by GPU name")
     p.add_argument("--workdir", default=None, help="scratch folder (default: the system temp dir)")
     p.add_argument("--timeout", type=int, default=1200, help="driver: seconds per variant")
+    p.add_argument("--repeats", type=int, default=3, help="driver: rounds; each round runs every variant once")
+    p.add_argument("--smoke", action="store_true",
+                   help="CPU plumbing check: a 2-layer model, length 128, 6 steps, variants ours and plain, 1 round")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     args = p.parse_args()
+    if args.smoke:
+        args.seq, args.steps, args.warmup, args.log_every = min(args.seq, 128), min(args.steps, 6), 2, 2
+        args.micro_batch, args.no_compile = args.micro_batch or 2, True
+        if not args.variant and args.variants == ",".join(VARIANTS):
+            args.variants, args.repeats = "ours,plain", 1
     if not args.variant:
         drive(args)
         return

@@ -74,6 +74,8 @@ def get_final_output():
         f"{RESULTS}/instruct/val.jsonl",
         f"{RESULTS}/report/instruct_table.html",
         *expand(f"{RESULTS}/instruct/eval/{{ieset}}.jsonl", ieset=IE_SETS),
+        f"{RESULTS}/lora/stats.json",
+        f"{RESULTS}/lora/merged",
         f"{RESULTS}/eval/ie.json",
         f"{RESULTS}/eval/cases.md",
     ]

@@ -22,10 +22,11 @@ rule init_base_model:
         "../scripts/init_base_model.py"
 
 
-# The launcher picks one process, torchrun on this node (gloo on CPU, NCCL on GPUs), or
-# srun + torchrun across the nodes of a Slurm allocation (src/cama/pretrain/launch.py).
-# Checkpoints go to an undeclared folder: Snakemake deletes declared outputs before a
-# run, and a rerun after a kill must find them to resume.
+# `cama pretrain` is the launcher (src/cama/train/launch.py): one process, torchrun on this
+# node (gloo on CPU, NCCL on GPUs), or srun + torchrun across the nodes of a Slurm allocation;
+# its training processes die with it. `gpu` is the job's total (Slurm's --gpus); the launcher
+# gets the GPUs per node. Checkpoints go to an undeclared folder: Snakemake deletes declared
+# outputs before a run, and a rerun after a kill must find them to resume.
 rule pretrain:
     input:
         blend=f"{RESULTS}/shards/blend.json",
@@ -55,8 +56,9 @@ rule pretrain:
         settings=json.dumps(config["pretrain"]),
         checkpoints=f"{RESULTS}/pretrain/checkpoints",
         tensorboard=f"{RESULTS}/pretrain/tensorboard",
+        gpus_per_node=lambda wc, resources: resources.gpu // max(resources.nodes, 1),
     shell:
-        "python -m cama.pretrain.launch --gpus {resources.gpu} --tasks {resources.procs}"
+        "cama pretrain --gpus {params.gpus_per_node} --tasks {resources.procs}"
         " --threads {threads} --"
         " --blend {input.blend} --base-model {input.base} --out-model {output.model}"
         " --checkpoint-dir {params.checkpoints} --stats {output.stats}"

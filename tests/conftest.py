@@ -30,9 +30,9 @@ def demo_data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory, demo_data) -> Path:
-    from cama.pretrain.config import ModelInit
+    from cama.pretrain.config import model_init_from_dict
     from cama.pretrain.model import init_model
 
     out = tmp_path_factory.mktemp("base") / "base"
-    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=out, init=ModelInit(**TINY))
+    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=out, init=model_init_from_dict(TINY))
     return out

@@ -92,12 +92,6 @@ def test_bad_source_filter_override_is_named_with_the_source(demo):
         validate_config(demo)
 
 
-def test_missing_base_model_is_named(demo, tmp_path):
-    demo["model"]["base"] = str(tmp_path / "no-such-llama")
-    with pytest.raises(ConfigError, match=r"model\.base: .*no-such-llama does not exist"):
-        validate_config(demo)
-
-
 def test_positions_shorter_than_samples_are_named(demo):
     demo["model"]["init"]["max_position_embeddings"] = 512
     with pytest.raises(ConfigError, match=r"model\.init\.max_position_embeddings: 512 is shorter than pack\.max_length = 1024"):

@@ -24,6 +24,9 @@ from cama.errors import CamaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cama.preflight", "check a config: the schema, then the preflight checks for a real run"),
     "pretrain": ("cama.pretrain.cli", "continued pretraining under the launcher (what the pretrain rule runs)"),
+    "lora": ("cama.lora.cli", "LoRA instruction tuning under the launcher (what the lora rule runs)"),
+    "merge": ("cama.lora.merge", "merge a LoRA adapter into its base model: a full HF folder with the chat template"),
+    "instruct": ("cama.instruct.cli", "instruction data by hand: convert a source, translate records, parse an IE answer"),
     "eval": ("cama.evaluate.cli", "evaluate by hand: IE micro-F1 of a model (ie), lm-evaluation-harness (lm-eval)"),
     "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
 }

@@ -4,12 +4,23 @@ All problems are collected and reported at once, each naming its key
 (``sources.c4.lang: 'fr' is not one of ['zh', 'en', 'code']``), as litgpt does.
 Defaults from the schema are filled in, so code downstream never needs
 ``.get(key, default)`` with a second copy of the default.
+
+**One home for each default.** The schema holds every default. A stage's settings object is
+a dataclass *without* defaults, registered with the config path it mirrors (``@section``)
+and built from the validated section by ``build`` (or ``from_section``, which validates a
+partial section first: tests and benchmarks). ``tests/test_config_keys.py`` checks that
+every registered dataclass has exactly its section's keys, and that every other schema key
+is read by some code.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
+import types
+import typing
+from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -77,19 +88,112 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+def schema_at(path: str, schema: dict | None = None) -> dict:
+    """The subschema of a dotted config path (``evaluate.bpb``)."""
+    node = schema or load_schema()
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node
+
+
 def validate_section(name: str, settings: dict, schema: dict | None = None) -> dict:
-    """Validate one top-level section (e.g. ``dedup``) on its own and return a filled copy.
+    """Validate one section (``dedup``, or a dotted path such as ``evaluate.bpb``) on its own
+    and return a filled copy.
 
     For library callers and tests that pass a partial section; messages name
     ``<section>.<key>`` as the full validation does.
     """
-    section = copy.deepcopy(dict(settings))
-    wrapper = {"type": "object", "properties": {name: (schema or load_schema())["properties"][name]}}
-    problems = [_describe(e) for e in _Validator(wrapper).iter_errors({name: section})]
-    problems += _cross_checks({name: section}) if not problems else []
+    section = copy.deepcopy(dict(settings or {}))
+    parts = name.split(".")
+    instance: dict = section
+    for part in reversed(parts):
+        instance = {part: instance}
+    wrapper: dict = schema_at(name, schema)
+    for part in reversed(parts):
+        wrapper = {"type": "object", "properties": {part: wrapper}}
+    problems = [_describe(e) for e in _Validator(wrapper).iter_errors(instance)]
+    problems += _cross_checks(instance) if not problems and len(parts) == 1 else []
     if problems:
         raise ConfigError(problems)
     return section
+
+
+# ----------------------------------------------------------------------------- settings objects
+
+SECTIONS: dict[type, tuple[str, tuple[str, ...]]] = {}
+"""Registered settings dataclasses: class -> (config path, fields not taken from the config)."""
+
+
+def section(path: str, *, fixed: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Register a settings dataclass as the mirror of config section ``path``.
+
+    Its fields are that section's keys, one for one, with no defaults: the values come from
+    the validated config (the schema fills in defaults). ``fixed`` names fields a stage sets
+    itself rather than from this section (e.g. a second stage reusing a settings class).
+    """
+
+    def register(cls: type) -> type:
+        SECTIONS[cls] = (path, tuple(fixed))
+        return cls
+
+    return register
+
+
+def _dataclass_of(annotation) -> type | None:
+    """The settings dataclass in a field's annotation (``ZeroSettings`` or ``ZeroSettings | None``)."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        found = [a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)]
+        return found[0] if found else None
+    return None
+
+
+def build(cls: type, section: Mapping, key: str, **fixed):
+    """The settings dataclass ``cls`` from a validated config ``section``.
+
+    Every field must be in ``section`` (or ``fixed``); a key the class lacks is an error too.
+    Fields whose type is a dataclass are built from their sub-section. ``ConfigError``
+    names every problem, each by its key.
+    """
+    problems: list[str] = []
+    out = _build(cls, section, key, problems, fixed)
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _build(cls: type, section: Mapping, key: str, problems: list[str], fixed: Mapping | None = None):
+    fixed = fixed or {}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    section = dict(section or {})
+    kwargs = {}
+    for name in sorted(set(section) - set(names)):
+        problems.append(f"{key}.{name}: unknown key")
+    for name in names:
+        if name in fixed:
+            kwargs[name] = fixed[name]
+        elif name not in section:
+            problems.append(f"{key}.{name}: missing (the schema gives every key a default; is it validated?)")
+        else:
+            value = section[name]
+            sub = _dataclass_of(hints[name])
+            if sub is not None and isinstance(value, Mapping):
+                value = _build(sub, value, f"{key}.{name}", problems)
+            kwargs[name] = value
+    if problems:
+        return None
+    return cls(**kwargs)
+
+
+def from_section(cls: type, values: Mapping | None = None, key: str | None = None, **fixed):
+    """``cls`` from a partial section: validated against the schema (defaults filled in), then built.
+
+    ``key`` defaults to the path ``cls`` is registered for.
+    """
+    key = key or SECTIONS[cls][0]
+    return build(cls, validate_section(key, dict(values or {})), key, **fixed)
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -134,9 +238,7 @@ def _cross_checks(config: dict) -> list[str]:
         except ConfigError as e:
             problems += e.problems
     model, pack = config.get("model", {}), config.get("pack", {})
-    if model.get("base") and not Path(model["base"]).expanduser().exists():
-        problems.append(f"model.base: {model['base']} does not exist (a local HF LLaMA folder)")
-    if not model.get("base") and model and pack:
+    if not model.get("base") and model and pack:  # a base model's positions: cama.preflight
         positions = model["init"]["max_position_embeddings"]
         if positions < pack["max_length"]:
             problems.append(

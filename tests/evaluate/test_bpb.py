@@ -64,7 +64,7 @@ def test_bpb_drops_after_training(tmp_path, demo_data, tiny_base):
                 "save_steps": 100, "logging_steps": 10, "dataloader_workers": 0, "zero": {"stage": 3}}  # fmt: skip
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "cama.pretrain.launch", "--tasks", "2", "--threads", "2", "--",
+    cmd = [sys.executable, "-m", "cama", "pretrain", "--tasks", "2", "--threads", "2", "--",
            "--blend", str(demo_data["blend"]), "--base-model", str(tiny_base), "--out-model", str(tmp_path / "model"),
            "--checkpoint-dir", str(tmp_path / "ckpt"), "--settings", json.dumps(settings)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

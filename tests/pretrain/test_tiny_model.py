@@ -2,7 +2,7 @@
 
 import hashlib
 
-from cama.pretrain.config import ModelInit
+from cama.pretrain.config import model_init_from_dict
 from cama.pretrain.model import init_model
 
 TINY = dict(layers=2, hidden_size=64, heads=4, kv_heads=2, intermediate_size=172, max_position_embeddings=256)
@@ -32,7 +32,7 @@ def _digest(path):
 
 
 def test_same_seed_same_weights(tmp_path, demo_data, tiny_base):
-    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=tmp_path / "again", init=ModelInit(**TINY))
+    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=tmp_path / "again", init=model_init_from_dict(TINY))
     assert _digest(tmp_path / "again") == _digest(tiny_base)
-    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=tmp_path / "other", init=ModelInit(**{**TINY, "seed": 1}))
+    init_model(tokenizer_dir=demo_data["tokenizer"], out_dir=tmp_path / "other", init=model_init_from_dict({**TINY, "seed": 1}))
     assert _digest(tmp_path / "other") != _digest(tiny_base)

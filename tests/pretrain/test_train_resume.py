@@ -29,7 +29,7 @@ SETTINGS = {
 
 def _cmd(run: Path, data: dict, base: Path, **overrides) -> list[str]:
     return [
-        sys.executable, "-m", "cama.pretrain.launch", "--tasks", "2", "--threads", "2", "--",
+        sys.executable, "-m", "cama", "pretrain", "--tasks", "2", "--threads", "2", "--",
         "--blend", str(data["blend"]), "--base-model", str(base), "--out-model", str(run / "model"),
         "--checkpoint-dir", str(run / "checkpoints"), "--stats", str(run / "stats.json"),
         "--curve", str(run / "loss.png"), "--tensorboard", str(run / "tb"), "--log-file", str(run / "train.log"),

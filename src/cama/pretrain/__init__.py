@@ -1,11 +1,12 @@
-"""pretrain: continued pretraining of a LLaMA on the packed blend (HF Trainer + DeepSpeed ZeRO).
+"""pretrain: continued pretraining of a LLaMA on the packed blend, a thin user of ``cama.train``.
 
-Modules follow the run:
+Only what is specific to pretraining lives here:
 
-- ``config``     TrainConfig / ModelInit dataclasses, checks that name the key, resolved config
-- ``model``      a seeded tiny LLaMA for the demo (untied embeddings, safetensors + tokenizer)
-- ``deepspeed``  the ZeRO config dict from the workflow config, and the choice of stage
-- ``launch``     argv for 1 process, N processes (torchrun) or a Slurm multi-node job
-- ``metrics``    FLOPs per token, MFU, the loss curve
-- ``train``      the entry point: ``pretrain(...)``, resumable after ``kill -9``
+- ``config``  ``ModelInit``: the demo's model shape (``model.init``) and its checks
+- ``model``   a seeded tiny LLaMA for the demo (untied embeddings, safetensors + tokenizer)
+- ``train``   ``pretrain(...)``: the blend (``cama.pack.dataset.BlendDataset``) checked against
+              the model and its tokenizer, then ``cama.train.run.fit``; the stats and loss curve
+- ``cli``     ``cama pretrain``: the launcher (``cama.train.launch``) for ``cama.pretrain.train``
+
+Bits per byte of the result is the evaluation stage's (``cama.evaluate.bpb``).
 """

@@ -1,21 +1,23 @@
-"""``cama pretrain``: the launcher (``cama.pretrain.launch``) as a subcommand.
+"""``cama pretrain``: continued pretraining under the launcher (what the ``pretrain`` rule runs).
 
     cama pretrain --gpus 0 --tasks 2 --threads 2 -- --blend results/shards/blend.json ...
 
-Everything after ``--`` goes to the training script.
+The options before ``--`` are the launcher's (``cama.train.launch``: processes per node, cores);
+everything after it goes to the training module, ``cama.pretrain.train``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from cama.pretrain import launch
+from cama.train import launch
+
+MODULE = "cama.pretrain.train"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("launch_args", nargs=argparse.REMAINDER, help="launcher options, then -- and the training options")
+    launch.add_subcommand_arguments(parser, MODULE)
 
 
 def run(args: argparse.Namespace) -> int:
-    launch.main(args.launch_args)
-    return 0
+    return launch.run_subcommand(args, module=MODULE, prog="cama pretrain")

@@ -8,6 +8,7 @@ is a complete HF model, as a real run's base model is.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -16,15 +17,9 @@ from pathlib import Path
 from cama.errors import ConfigError
 from cama.io import write_json
 from cama.pretrain.config import ModelInit, check_model_init
+from cama.train.save import copy_tokenizer, readable, replace_dir
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILES = (
-    "tokenizer.model",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
 
 
 def llama_config(init: ModelInit, vocab_size: int, bos_id: int = 1, eos_id: int = 2):
@@ -47,22 +42,6 @@ def llama_config(init: ModelInit, vocab_size: int, bos_id: int = 1, eos_id: int 
         pad_token_id=None,  # LLaMA has no pad token; the collator masks padding with -100
         tie_word_embeddings=False,
     )
-
-
-def copy_tokenizer(tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike) -> None:
-    """Copy the HF tokenizer files that exist in ``tokenizer_dir`` into ``out_dir``."""
-    src = Path(tokenizer_dir)
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, Path(out_dir) / name)
-
-
-def readable(folder: str | os.PathLike) -> None:
-    """Make every file world-readable: safetensors writes its files 0600, and the weights are
-    meant to be loaded by anyone."""
-    for f in Path(folder).iterdir():
-        if f.is_file():
-            f.chmod(0o644)
 
 
 def vocab_of(tokenizer_dir: str | os.PathLike) -> tuple[int, int, int]:
@@ -100,15 +79,13 @@ def init_model(
     model.save_pretrained(str(tmp), safe_serialization=True)
     copy_tokenizer(tokenizer_dir, tmp)
     readable(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)  # the folder appears whole, or not at all
+    replace_dir(tmp, out)  # the folder appears whole, or not at all
     params = sum(p.numel() for p in model.parameters())
     stats = {
         "params": params,
         "non_embedding_params": params - model.get_input_embeddings().weight.numel(),
         "vocab_size": vocab,
-        "init": init.__dict__,
+        "init": dataclasses.asdict(init),
     }
     log.info("initialised a %.2fM-parameter LLaMA -> %s", params / 1e6, out)
     if out_stats:

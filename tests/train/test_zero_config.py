@@ -1,7 +1,9 @@
 """The DeepSpeed dict from the config, and the choice of ZeRO stage."""
 
-from cama.pretrain import config as C
-from cama.pretrain.deepspeed import (
+import dataclasses
+
+from cama.train import settings as C
+from cama.train.deepspeed import (
     choose_stage,
     ds_config,
     fit_zero3,
@@ -41,7 +43,7 @@ def test_cpu_deepspeed_optimizer_is_torch_adam():
 
 
 def test_stage_0_is_no_deepspeed():
-    assert ds_config(C.TrainConfig(), stage=0, precision="bf16", optimizer="adamw_torch", cuda=True) is None
+    assert ds_config(C.from_dict(), stage=0, precision="bf16", optimizer="adamw_torch", cuda=True) is None
 
 
 def test_choose_stage_by_what_fits():
@@ -60,18 +62,18 @@ def test_precision_auto():
 
 def test_zero3_keeps_parameters_resident_only_where_they_fit():
     gb = 2**30
-    z = C.ZeroConfig(stage=3)
+    z = C.from_dict({"zero": {"stage": 3}}).zero
     tiny = fit_zero3(z, 1_100_000_000, 2, 80 * gb)  # 2.2 GB whole + 7.7 GB partitioned states
     assert tiny.stage3_param_persistence_threshold >= 10**10 and tiny.stage3_max_live_parameters >= 10**10
     assert tiny.overlap_comm is False and tiny.reduce_bucket_size > 10**8
     big = fit_zero3(z, 13_000_000_000, 2, 80 * gb)  # 26 GB whole + 91 GB partitioned: does not fit
     assert big == z
     assert fit_zero3(z, 10**6, 2, None) == z  # CPU: DeepSpeed's defaults
-    mine = C.ZeroConfig(stage=3, stage3_param_persistence_threshold=1000)
+    mine = C.from_dict({"zero": {"stage": 3, "stage3_param_persistence_threshold": 1000}}).zero
     assert fit_zero3(mine, 10**6, 2, 80 * gb) == mine  # the user's thresholds win
-    offloaded = C.ZeroConfig(stage=3, offload_param="cpu")
+    offloaded = C.from_dict({"zero": {"stage": 3, "offload_param": "cpu"}}).zero
     assert fit_zero3(offloaded, 10**6, 2, 80 * gb) == offloaded
-    d = ds_config(C.TrainConfig(zero=tiny), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    d = ds_config(dataclasses.replace(C.from_dict(), zero=tiny), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
     assert d["zero_optimization"]["stage3_param_persistence_threshold"] == tiny.stage3_param_persistence_threshold
 
 
@@ -80,5 +82,5 @@ def test_compiled_zero3_uses_plain_linear():
     cfg = C.from_dict({"torch_compile": True})
     d = ds_config(cfg, stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
     assert d["zero_optimization"]["memory_efficient_linear"] is False
-    plain = ds_config(C.TrainConfig(), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
+    plain = ds_config(C.from_dict(), stage=3, precision="bf16", optimizer="adamw_torch_fused", cuda=True)
     assert "memory_efficient_linear" not in plain["zero_optimization"]  # DeepSpeed's default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cama.pretrain.compile import block_classes, compile_blocks
+from cama.train.compile import block_classes, compile_blocks
 
 
 def _spy_model(path):
@@ -75,7 +75,7 @@ def test_padding_still_reaches_the_compiled_blocks(tiny_base):
 def test_sdpa_priority_puts_the_choice_first_and_keeps_fallbacks():
     from torch.nn.attention import SDPBackend
 
-    from cama.pretrain.attention import AUTO, sdpa_priority
+    from cama.train.attention import AUTO, sdpa_priority
 
     order = sdpa_priority("flash")
     assert order[0] == SDPBackend.FLASH_ATTENTION and len(order) == 4 and SDPBackend.MATH in order

@@ -15,25 +15,31 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cama.pretrain.config import TrainConfig, ZeroConfig
+from cama.train.settings import TrainSettings, ZeroSettings
 
 # Bytes per parameter of mixed-precision training with Adam: the 16-bit weights and gradients
 # (2 + 2), the fp32 master copy and two moments (4 + 4 + 4). fp32 training: 4 + 4 + 8 = 16.
 MODEL_STATE_BYTES = 16
 
 
-def choose_stage(n_params: int, world_size: int, device_bytes: int | None, headroom: float = 0.5) -> int:
+def choose_stage(
+    n_params: int, world_size: int, device_bytes: int | None, headroom: float = 0.5, trainable: int | None = None
+) -> int:
     """The cheapest ZeRO stage whose model states use at most ``headroom`` of a device.
 
-    The rest of the device is left for activations. 0 = plain data parallel.
+    The rest of the device is left for activations. 0 = plain data parallel. ``trainable``
+    (default: all) parameters carry gradients and optimizer state; the others (a LoRA's
+    frozen base) only their 16-bit weights.
     """
     if device_bytes is None:  # CPU: memory is not the limit that matters
         return 0 if world_size == 1 else 2
+    trainable = n_params if trainable is None else trainable
     budget = headroom * device_bytes
-    if n_params * MODEL_STATE_BYTES <= budget:
+    frozen = (n_params - trainable) * 2
+    if frozen + trainable * MODEL_STATE_BYTES <= budget:
         return 0
     # stage 2: weights + gradients whole (2 + 2), the 12 bytes of optimizer state split
-    if n_params * (4 + 12 / world_size) <= budget:
+    if frozen + trainable * (4 + 12 / world_size) <= budget:
         return 2
     return 3
 
@@ -54,7 +60,7 @@ def resident_params_fit(n_params: int, world_size: int, device_bytes: int | None
     return n_params * (2 + (MODEL_STATE_BYTES - 2) / world_size) <= headroom * device_bytes
 
 
-def fit_zero3(z: ZeroConfig, n_params: int, world_size: int, device_bytes: int | None) -> ZeroConfig:
+def fit_zero3(z: ZeroSettings, n_params: int, world_size: int, device_bytes: int | None) -> ZeroSettings:
     """ZeRO-3 settings chosen by what fits: the parameters kept resident when they fit and the
     user left the stage-3 thresholds unset; large buckets then, since nothing waits on them."""
     unset = (z.stage3_param_persistence_threshold, z.stage3_max_live_parameters, z.stage3_max_reuse_distance)
@@ -82,7 +88,7 @@ def resolve_precision(precision: str, cuda: bool, bf16_supported: bool) -> str:
     return "bf16" if bf16_supported else "fp16"
 
 
-def resolve_optimizer(cfg: TrainConfig, cuda: bool) -> str:
+def resolve_optimizer(cfg: TrainSettings, cuda: bool) -> str:
     """Which AdamW: the Trainer's (torch) or one DeepSpeed builds."""
     if cfg.optimizer != "auto":
         return cfg.optimizer
@@ -96,7 +102,7 @@ def _set(d: dict, key: str, value: Any) -> None:
         d[key] = value
 
 
-def zero_section(z: ZeroConfig, stage: int, compiled: bool = False) -> dict:
+def zero_section(z: ZeroSettings, stage: int, compiled: bool = False) -> dict:
     """``zero_optimization`` for ``stage`` (1-3); ``compiled``: the blocks are torch.compiled."""
     out: dict[str, Any] = {"stage": stage, "contiguous_gradients": z.contiguous_gradients}
     _set(out, "overlap_comm", z.overlap_comm)
@@ -118,12 +124,12 @@ def zero_section(z: ZeroConfig, stage: int, compiled: bool = False) -> dict:
     _set(out, "stage3_max_reuse_distance", z.stage3_max_reuse_distance)
     _set(out, "sub_group_size", z.sub_group_size)
     out["stage3_gather_16bit_weights_on_model_save"] = True
-    if compiled:  # its autograd function makes dynamo recompile per weight (cama.pretrain.compile)
+    if compiled:  # its autograd function makes dynamo recompile per weight (cama.train.compile)
         out["memory_efficient_linear"] = False
     return out
 
 
-def ds_config(cfg: TrainConfig, *, stage: int, precision: str, optimizer: str, cuda: bool) -> dict | None:
+def ds_config(cfg: TrainSettings, *, stage: int, precision: str, optimizer: str, cuda: bool) -> dict | None:
     """The DeepSpeed config dict for ``TrainingArguments(deepspeed=...)``; None for stage 0."""
     if stage == 0:
         return None

@@ -3,27 +3,28 @@
 import shlex
 import sys
 
-from cama.pretrain import launch
+from cama.train import launch
 
+MODULE = "cama.pretrain.train"
 ARGS = ["--blend", "b.json", "--settings", '{"max_steps": 3}']
 
 
-def test_one_process_runs_the_script_directly():
-    cmd = launch.command(ARGS, nproc_per_node=1, env={})
-    assert cmd == [sys.executable, "-m", "cama.pretrain.train", *ARGS]
+def test_one_process_runs_the_module_under_the_worker():
+    cmd = launch.command(MODULE, ARGS, nproc_per_node=1, env={})
+    assert cmd == [sys.executable, "-m", "cama.train.worker", MODULE, *ARGS]
 
 
 def test_n_processes_use_torchrun_standalone():
-    cmd = launch.command(ARGS, nproc_per_node=4, env={})
+    cmd = launch.command(MODULE, ARGS, nproc_per_node=4, env={})
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nproc_per_node=4" in cmd and "--nnodes=1" in cmd
-    assert cmd[cmd.index("-m", 3) + 1] == "cama.pretrain.train"
+    assert cmd[cmd.index("-m", 3) + 1 :][:2] == ["cama.train.worker", MODULE]
     assert cmd[-len(ARGS) :] == ARGS
 
 
 def test_one_node_slurm_job_is_a_local_launch():
     env = {"SLURM_JOB_ID": "7", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu01"}
-    assert launch.command(ARGS, nproc_per_node=8, env=env)[3] == "--standalone"
+    assert launch.command(MODULE, ARGS, nproc_per_node=8, env=env)[3] == "--standalone"
 
 
 def test_two_node_slurm_uses_srun_and_a_rendezvous_at_the_first_host():
@@ -40,7 +41,7 @@ def test_two_node_slurm_uses_srun_and_a_rendezvous_at_the_first_host():
 
     host = launch.first_host(env, run=fake_run)
     assert calls == [["scontrol", "show", "hostnames", "gpu[01-02]"]] and host == "gpu01"
-    cmd = launch.command(ARGS, nproc_per_node=8, env=env, master_host=host, port=29600)
+    cmd = launch.command(MODULE, ARGS, nproc_per_node=8, env=env, master_host=host, port=29600)
     assert cmd[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert cmd[5:7] == ["bash", "-c"]
     inner = shlex.split(cmd[7])
@@ -48,6 +49,7 @@ def test_two_node_slurm_uses_srun_and_a_rendezvous_at_the_first_host():
     assert "--nnodes=2" in inner and "--nproc_per_node=8" in inner
     assert "--node_rank=$SLURM_NODEID" in inner  # left for each node's shell to expand
     assert "--rdzv_endpoint=gpu01:29600" in inner and "--rdzv_id=1234" in inner
+    assert inner[-len(ARGS) - 2 : -len(ARGS)] == ["cama.train.worker", MODULE]
     assert inner[-len(ARGS) :] == ARGS  # JSON survives the shell quoting
 
 
@@ -59,6 +61,15 @@ def test_processes_per_node_and_threads():
 
 
 def test_dry_run_prints_the_command(capsys):
-    launch.main(["--tasks", "2", "--dry-run", "--", *ARGS])
+    assert launch.main(["--tasks", "2", "--dry-run", "--", *ARGS], module=MODULE) == 0
     out = capsys.readouterr().out
-    assert "torch.distributed.run" in out and "--nproc_per_node=2" in out
+    assert "torch.distributed.run" in out and "--nproc_per_node=2" in out and MODULE in out
+
+
+def test_cama_pretrain_passes_everything_after_the_separator(capsys):
+    from cama.cli import main
+
+    assert main(["pretrain", "--tasks", "3", "--threads", "6", "--dry-run", "--", *ARGS]) == 0
+    line = capsys.readouterr().out.strip().removeprefix("launch: ")
+    cmd = shlex.split(line)
+    assert "--nproc_per_node=3" in cmd and cmd[-len(ARGS) :] == ARGS

@@ -1,0 +1,400 @@
+"""GPU benchmark: LoRA real tokens/s, LoRA MFU and peak memory, ours against the peers, in one call.
+
+The setting is the one of ``../shared/baselines/gpu_lora_peers_baseline.py`` (whose peers are
+copied below, attributed, so this file runs without ``shared/``): peft LoRA r16/α32/dropout
+0.05 on the 7 projections of a random-init TinyLlama-1.1B shape (22 layers, hidden 2048, 32
+heads, 4 KV heads, intermediate 5632, vocabulary 32000) in bf16, lr 3e-4, instruction lengths
+lognormal around 180 tokens cut to [32, 512], the loss on the second half of each example.
+Every variant trains on the same examples (drawn once, seeded) from the same base weights.
+The tokens are Zipf-distributed rather than uniform, so the loss falls and the loss curves
+say something; token values do not change the speed.
+
+Peers (the issue's table; measured with the baseline's own clock, a sync after every step):
+
+- ``peer_padded_mb4``, ``peer_padded_mb16``: alpaca-lora style, padded to the longest of the micro-batch;
+- ``peer_padfree_sdpa_mb16``: ``DataCollatorWithFlattening``, SDPA (a dense block mask from the position ids);
+- ``peer_padfree_flex_mb16``: the same with ``flex_attention``: the strongest peer (13,370 real tokens/s, 13.8 GB).
+
+Ours, through the stage itself (``cama.lora.train.train_lora`` on the training core, the
+HF Trainer), timed by the stage's own logs (each log is a sync; the first interval, with
+compilation, is dropped):
+
+- ``ours``: the stage's GPU default: rows of 4096 tokens packed from several examples,
+  FlexAttention with a document block mask, compiled blocks (adapters inside), the fused
+  answer-only loss, non-blocking copies, 6 rows (≈ the seed's 128 examples) a step;
+- ``ours_varlen``: attention by torch's FlashAttention varlen kernel instead of FlexAttention;
+- ``ours_eager``: no compiled blocks;
+- ``ours_plainloss``: the loss through plain logits (no chunking, every answer position's logits at once);
+- ``ours_8k``: rows of 8192 tokens (twice the work per forward, twice the activations);
+- ``ours_ckpt16k``: activation checkpointing, rows of 16384 tokens;
+- ``ours_liger``: uncompiled, with Liger's RMSNorm/SwiGLU/RoPE kernels (skipped unless
+  ``liger_kernel`` imports: carry its wheel);
+- ``ours_match``: the loss-curve check: the peer's exact batches (16 examples a step, in the
+  Trainer's RandomSampler order), packed into one row each, logging every step; its curve is
+  compared with ``peer_padfree_flex_mb16``'s, whose schedule is set to ours (cosine, no
+  warm-up: a schedule does not change speed).
+
+**LoRA MFU** = real tokens/s × F / peak (H100/H200: 989 TFLOP/s dense bf16), with F, per real
+token, the work the task needs (``cama.lora.train.lora_flops_per_token``):
+4·N_body + 4·V·d·f + 6·N_lora + 6·L·d·s, where N_body is the frozen matmul parameters
+without the head (forward 2N, input gradient 2N: a frozen weight needs no weight gradient,
+the adapters below it need the input gradient), V·d the head, counted only on the fraction
+f of positions that predict an answer token (the loss needs no other logits; 0.5 here),
+N_lora the adapters (forward and both gradients, 6 each), and s = Σn²/Σn the mean span of a
+token's causal attention, within its own example. For this shape F ≈ 4.1 GFLOP a token, so
+13.4k tokens/s is 5.6 % and 40k is 16.6 %. The same F scores every variant: a path that
+computes more (padding, all logits, recomputation) is not credited for it.
+
+Run (each variant in its own process, so one crash or OOM does not stop the rest; a JSON
+line per variant, then a table with ratios to the strongest peer)::
+
+    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all, ~8 min on one H200
+    PYTHONPATH=src python benchmarks/lora_throughput.py --variants ours,peer_padfree_flex_mb16
+    PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model, < 1 min
+
+Needs torch, transformers, peft, accelerate, numpy, pyarrow (no DeepSpeed: the core imports
+it only for ZeRO); liger-kernel for ``ours_liger`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+SHAPE = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+             num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=8192)  # fmt: skip
+SMOKE_SHAPE = dict(vocab_size=1000, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PEERS = ("peer_padded_mb4", "peer_padded_mb16", "peer_padfree_sdpa_mb16", "peer_padfree_flex_mb16")
+OURS = ("ours", "ours_varlen", "ours_eager", "ours_plainloss", "ours_8k", "ours_ckpt16k", "ours_liger", "ours_match")
+STRONGEST = "peer_padfree_flex_mb16"
+PEER_SEED = 42  # TrainingArguments' default seed: the peers' RandomSampler order
+
+
+def scale(smoke: bool) -> dict:
+    if smoke:
+        return dict(shape=SMOKE_SHAPE, n=300, mean=40, lo=8, hi=96, peer_steps=8, peer_warm=2, pack=512,
+                    ours_steps=6, log=2, match_steps=8, mb=4)  # fmt: skip
+    return dict(shape=SHAPE, n=20000, mean=180, lo=32, hi=512, peer_steps=60, peer_warm=10, pack=4096,
+                ours_steps=25, log=5, match_steps=60, mb=16)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- shared data
+
+
+def draw_examples(sc: dict, seed: int = 0):
+    """Lengths lognormal around ``mean`` (the baselines' draw), Zipf tokens, loss on the second half."""
+    import numpy as np
+
+    from cama.lora.data import Example
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(mean=np.log(sc["mean"]), sigma=0.6, size=sc["n"]).astype(int), sc["lo"], sc["hi"])
+    vocab = sc["shape"]["vocab_size"]
+    out = []
+    for i, n in enumerate(lengths):
+        ids = (3 + (rng.zipf(1.2, int(n)) - 1) % (vocab - 3)).astype(np.int32)
+        out.append(Example(f"ex{i}", ids, np.arange(n) >= n // 2))
+    return out
+
+
+def prepare(work: Path, sc: dict) -> None:
+    """The base model folder (random init, bf16) and the tokenized examples, written once."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from cama.lora.data import write_examples
+
+    if (work / "ready").exists():
+        return
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**sc["shape"], pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = LlamaForCausalLM(cfg)
+    model.to(torch.bfloat16).save_pretrained(str(work / "base"))
+    ex = draw_examples(sc)
+    write_examples(work / "data" / "train.parquet", ex)
+    write_examples(work / "data" / "val.parquet", ex[:8])
+    (work / "ready").touch()
+
+
+def peer_order(n: int, seed: int = PEER_SEED) -> list[int]:
+    """The Trainer's default RandomSampler order (as the peers baseline reconstructs it)."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return torch.randperm(n, generator=g).tolist()
+
+
+# ----------------------------------------------------------------------------- the peers
+# From ../shared/baselines/gpu_lora_peers_baseline.py (cama's shared baselines), kept as it
+# measures: the HF Trainer, per_device_train_batch_size = MB, a clock synced after every step.
+# Changes: the examples are the shared draw above instead of fresh random tokens per item, the
+# base is loaded from the shared folder, and the schedule is ours (cosine) so curves compare.
+
+
+def run_peer(name: str, work: Path, sc: dict) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForCausalLM, DataCollatorWithFlattening, Trainer, TrainerCallback,
+                              TrainingArguments)  # fmt: skip
+
+    from cama.lora.data import read_examples
+
+    variant = "padded" if "padded" in name else "padfree"
+    mb = int(name.rsplit("mb", 1)[1]) if not sc.get("smoke") else sc["mb"]
+    attn = "flex_attention" if "flex" in name else "sdpa"
+    cuda = torch.cuda.is_available()
+    if attn == "flex_attention" and not cuda:
+        attn = "sdpa"  # FlexAttention has no CPU backward; the smoke run keeps the peer's shape
+    examples = read_examples(work / "data" / "train.parquet")
+    lengths = [len(e) for e in examples]
+    steps, warm = sc["peer_steps"], sc["peer_warm"]
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(examples)
+
+        def __getitem__(self, i):
+            e = examples[i]
+            ids = e.input_ids.tolist()
+            n = len(ids)
+            return {"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2 :]}
+
+    def pad_collate(feats):
+        m = max(len(f["input_ids"]) for f in feats)
+        ids = [f["input_ids"] + [0] * (m - len(f["input_ids"])) for f in feats]
+        att = [[1] * len(f["input_ids"]) + [0] * (m - len(f["input_ids"])) for f in feats]
+        lab = [f["labels"] + [-100] * (m - len(f["labels"])) for f in feats]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(att), "labels": torch.tensor(lab)}
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.t = {}
+
+        def on_step_end(self, args, state, control, **kw):
+            if cuda:
+                torch.cuda.synchronize()
+            self.t[state.global_step] = time.perf_counter()
+
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(work / "base"), dtype=dtype, attn_implementation=attn)
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                                             target_modules=TARGETS))  # fmt: skip
+    collate = pad_collate if variant == "padded" else DataCollatorWithFlattening()
+    clock = Clock()
+    args = TrainingArguments(output_dir=str(work / f"out_{name}"), per_device_train_batch_size=mb, max_steps=steps,
+                             bf16=cuda, logging_steps=1, save_strategy="no", report_to=[], learning_rate=3e-4,
+                             lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, seed=PEER_SEED,
+                             dataloader_num_workers=2 if cuda else 0, remove_unused_columns=False,
+                             use_cpu=not cuda, disable_tqdm=True)  # fmt: skip
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer = Trainer(model=model, args=args, train_dataset=DS(), data_collator=collate, callbacks=[clock])
+    trainer.train()
+    order = peer_order(len(lengths))
+    real = padded = 0
+    for s in range(warm, steps):
+        batch = [lengths[i] for i in order[s * mb : (s + 1) * mb]]
+        real += sum(batch)
+        padded += (max(batch) * len(batch)) if variant == "padded" else sum(batch)
+    dt = clock.t[steps] - clock.t[warm]
+    return {
+        "variant": name, "micro_batch": mb, "attn": attn,
+        "real_tokens_per_s": round(real / dt), "padded_tokens_per_s": round(padded / dt),
+        "pad_fraction": round(1 - real / padded, 3),
+        "max_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "loss_curve": [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h],
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- ours
+
+
+def our_settings(name: str, sc: dict, steps: int) -> dict:
+    """The ``lora`` section for a variant (the stage's defaults, then the variant's changes)."""
+    pack = sc["pack"]
+    train = {"max_steps": steps, "micro_batch_size": 1, "global_batch_size": 6, "lr": 3e-4, "warmup_steps": 0,
+             "save_steps": 10**6, "logging_steps": sc["log"], "dataloader_workers": 2, "torch_compile": True,
+             "seed": 0}  # fmt: skip
+    lora = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": TARGETS, "cutoff_len": sc["hi"],
+            "pack_length": pack, "attention": "auto", "eval_steps": 10**6}  # fmt: skip
+    if name == "ours_varlen":
+        lora["attention"] = "varlen"
+    elif name in ("ours_eager", "ours_liger"):
+        train["torch_compile"] = False
+    elif name == "ours_plainloss":
+        lora["fused_loss"] = False
+    elif name == "ours_8k":
+        lora["pack_length"] = 2 * pack
+    elif name == "ours_ckpt16k":
+        lora["pack_length"], train["gradient_checkpointing"] = 4 * pack, True
+    elif name == "ours_match":
+        lora["pack_length"] = sc["mb"] * sc["hi"]  # any 16 examples fit one row
+        train.update(global_batch_size=1, logging_steps=1, warmup_steps=0)
+    if sc.get("smoke"):
+        train["dataloader_workers"] = 0
+        if lora["attention"] == "varlen":
+            lora["attention"] = "sdpa"
+    return {**lora, "train": train}
+
+
+def run_ours(name: str, work: Path, sc: dict) -> dict:
+    import torch
+
+    from cama.lora.data import read_examples
+    from cama.lora.settings import from_dict
+    from cama.lora.train import train_lora
+
+    if name == "ours_liger":
+        from liger_kernel.transformers import apply_liger_kernel_to_llama  # ImportError: skipped
+
+        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)  # fmt: skip
+    steps = sc["match_steps"] if name == "ours_match" else sc["ours_steps"]
+    settings = from_dict(our_settings(name, sc, steps))
+    rows = None
+    if name == "ours_match":  # the peer's batches: step s trains order[s·MB : (s+1)·MB]
+        n = len(read_examples(work / "data" / "train.parquet"))
+        order, mb = peer_order(n), sc["mb"]
+        rows = [order[s * mb : (s + 1) * mb] for s in range(steps)]
+    out = work / f"out_{name}"
+    stats = train_lora(data_dir=work / "data", base_model=work / "base", out_adapter=out / "adapter",
+                       checkpoint_dir=out / "ckpt", settings=settings, rows=rows)  # fmt: skip
+    timed = [r for r in stats["loss_curve"] if "tokens_per_s" in r][1:]  # the first interval compiles
+    tok_s = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
+    mfus = [r["mfu"] for r in timed if "mfu" in r]
+    return {
+        "variant": name, "attention": stats["attention"], "compile": settings.train["torch_compile"],
+        "pack_length": settings.pack_length, "rows_per_step": stats["global_batch_size"],
+        "real_tokens_per_s": round(tok_s), "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
+        "flops_per_token": stats["flops_per_token"], "fill": stats["packing"]["fill"],
+        "max_mem_gb": stats["peak_memory_gb"] if torch.cuda.is_available() else None,
+        "loss_curve": [round(r["loss"], 4) for r in stats["loss_curve"]],
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run_variant(name: str, work: Path, sc: dict) -> dict:
+    import torch
+
+    prepare(work, sc)
+    t0 = time.perf_counter()
+    try:
+        res = run_peer(name, work, sc) if name.startswith("peer_") else run_ours(name, work, sc)
+    except ImportError as e:
+        res = {"variant": name, "skipped": f"{type(e).__name__}: {e}"}
+    res["wall_s"] = round(time.perf_counter() - t0, 1)
+    if torch.cuda.is_available():
+        res["gpu"] = torch.cuda.get_device_name()
+    return res
+
+
+def mfu_of(tok_s: float, sc: dict, work: Path) -> float | None:
+    """LoRA MFU of a peer, by the same F as ours (the peers do not compute it themselves)."""
+    from cama.lora.data import read_examples
+    from cama.lora.train import attention_length, lora_flops_per_token
+    from cama.train.metrics import peak_tflops
+
+    import torch
+
+    peak = peak_tflops(torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    if not peak:
+        return None
+    s = sc["shape"]
+    lengths = [len(e) for e in read_examples(work / "data" / "train.parquet")]
+    d, L, V = s["hidden_size"], s["num_hidden_layers"], s["vocab_size"]
+    kv = d // s["num_attention_heads"] * s["num_key_value_heads"]
+    per_layer = d * d * 2 + 2 * d * kv + 3 * d * s["intermediate_size"]
+    lora = L * 16 * (4 * d + 2 * (d + kv) + 2 * (d + s["intermediate_size"]) + (s["intermediate_size"] + d))
+    f = lora_flops_per_token(layers=L, hidden=d, vocab=V, non_embedding=L * per_layer + V * d, lora_params=lora,
+                             attn_seq=attention_length(lengths), answer_fraction=0.5)  # fmt: skip
+    return tok_s * f / (peak * 1e12)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--variants", default=",".join(PEERS + OURS))
+    p.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, a few steps (checks the script)")
+    p.add_argument("--work", default=None, help="scratch folder (default: a fresh temporary one)")
+    p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one variant, in this process
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    sc = {**scale(a.smoke), "smoke": a.smoke}
+    if a.variant:
+        res = run_variant(a.variant, Path(a.work), sc)
+        Path(a.out).write_text(json.dumps(res))
+        return
+    import tempfile
+
+    work = Path(a.work or tempfile.mkdtemp(prefix="lora_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if a.smoke:  # in this process: the tiny model trains in seconds, imports would dominate
+        import torch
+
+        torch.set_num_threads(2)
+        for name in a.variants.split(","):
+            results[name] = run_variant(name, work, sc)
+            print(json.dumps({k: v for k, v in results[name].items() if k != "loss_curve"}), flush=True)
+        report(results, sc, work)
+        return
+    for name in a.variants.split(","):
+        out = work / f"{name}.json"
+        cmd = [sys.executable, __file__, "--variant", name, "--work", str(work), "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode == 0 and out.exists():
+            results[name] = json.loads(out.read_text())
+        else:
+            results[name] = {"variant": name, "failed": proc.stderr[-1500:]}
+        print(json.dumps({k: v for k, v in results[name].items() if k != "loss_curve"}), flush=True)
+    report(results, sc, work)
+
+
+def report(results: dict, sc: dict, work: Path) -> None:
+    ok = {k: v for k, v in results.items() if "real_tokens_per_s" in v}
+    for v in ok.values():
+        if v.get("mfu") is None:
+            v["mfu"] = mfu_of(v["real_tokens_per_s"], sc, work)
+    ref = ok.get(STRONGEST) or next((v for k, v in ok.items() if k.startswith("peer_")), None)
+    print(f"\n{'variant':26s} {'real tok/s':>11s} {'x strongest':>11s} {'LoRA MFU':>9s} {'peak GB':>8s}")
+    for name, v in results.items():
+        if name not in ok:
+            print(f"{name:26s} {'skipped' if 'skipped' in v else 'FAILED':>11s}  {v.get('skipped', '')[:60]}")
+            continue
+        ratio = v["real_tokens_per_s"] / ref["real_tokens_per_s"] if ref else float("nan")
+        mfu = f"{100 * v['mfu']:.1f}%" if v.get("mfu") is not None else "n/a"
+        mem = f"{v['max_mem_gb']:.1f}" if v.get("max_mem_gb") is not None else "n/a"
+        print(f"{name:26s} {v['real_tokens_per_s']:>11,d} {ratio:>10.2f}x {mfu:>9s} {mem:>8s}")
+    peer, match = ok.get(STRONGEST) or ok.get("peer_padfree_sdpa_mb16"), ok.get("ours_match")
+    if peer and match:
+        a, b = peer["loss_curve"], match["loss_curve"]
+        n = min(len(a), len(b))
+        tail = range(n // 2, n)
+        diff = sum(abs(a[i] - b[i]) for i in tail) / max(len(tail), 1)
+        drop = a[0] - sum(a[i] for i in tail) / max(len(tail), 1)
+        print(f"\nloss curves, peer ({peer['variant']}) vs ours_match, same batches: start {a[0]:.3f} / {b[0]:.3f}, "
+              f"second half mean |diff| {diff:.4f} against a drop of {drop:.3f}")  # fmt: skip
+        print("peer :", " ".join(f"{x:.3f}" for x in a[: n : max(n // 12, 1)]))
+        print("ours :", " ".join(f"{x:.3f}" for x in b[: n : max(n // 12, 1)]))
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nall results: {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
