@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cama.errors import CamaError
-from cama.io import atomic_path, write_json
+from cama.io import atomic_path, read_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,14 @@ def read_eval_set(path: str | os.PathLike) -> list[dict]:
     if path.suffix != ".jsonl":
         raise CamaError(f"{path}: an IE evaluation set is a .jsonl file of instruction records")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CamaError(f"{path}:{n}: not JSON: {e.msg}") from None
-            ie = r.get("ie") if isinstance(r, dict) else None
-            if not isinstance(ie, dict) or r.get("task") not in KINDS:
-                raise CamaError(f"{path}:{n}: not an IE record (needs task ner|re|ee and an 'ie' block)")
-            missing = [k for k in ("labels", "format", "gold", "group") if k not in ie]
-            if missing or not isinstance(r.get("messages"), list) or not r["messages"]:
-                raise CamaError(f"{path}:{n}: IE record without {', '.join(missing) or 'messages'}")
-            records.append(r)
+    for n, r in read_jsonl(path):
+        ie = r.get("ie") if isinstance(r, dict) else None
+        if not isinstance(ie, dict) or r.get("task") not in KINDS:
+            raise CamaError(f"{path}:{n}: not an IE record (needs task ner|re|ee and an 'ie' block)")
+        missing = [k for k in ("labels", "format", "gold", "group") if k not in ie]
+        if missing or not isinstance(r.get("messages"), list) or not r["messages"]:
+            raise CamaError(f"{path}:{n}: IE record without {', '.join(missing) or 'messages'}")
+        records.append(r)
     if not records:
         raise CamaError(f"{path}: no records")
     return records
@@ -234,8 +227,7 @@ def generate_answers(
 
 
 def read_generations(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [g for _, g in read_jsonl(path)]
 
 
 def score_models(

@@ -24,7 +24,7 @@ import yaml
 from cama.chat import user_content
 from cama.errors import CamaError
 from cama.generate.settings import Generation
-from cama.io import atomic_path
+from cama.io import atomic_path, read_jsonl
 
 CATEGORIES = (
     "translation",
@@ -93,15 +93,7 @@ def read_cases(path: str | os.PathLike) -> list[Case]:
     suffix = path.suffix.lower()
     cases: list[Case] = []
     if suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise CamaError(f"{path}:{n}: not JSON: {e.msg}") from None
-                cases.append(_case(obj, f"{path.name}:{n}"))
+        cases = [_case(obj, f"{path.name}:{n}") for n, obj in read_jsonl(path)]
     elif suffix in (".yaml", ".yml"):
         try:
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -13,51 +13,45 @@ import numpy as np  # noqa: E402
 from cama.io import atomic_path  # noqa: E402
 
 
-def plot_bpb(result: dict, out: str | Path) -> None:
-    """Grouped bars: one group per language, one bar per model (lower is better)."""
-    models = list(result["models"])
-    langs = list(next(iter(result["models"].values())))
-    x = np.arange(len(langs))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for i, name in enumerate(models):
-        values = [result["models"][name][lang]["bpb"] or 0.0 for lang in langs]
-        bars = ax.bar(x + i * width, values, width, label=name)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
-    ax.set_xticks(x + width * (len(models) - 1) / 2, langs)
-    ax.set_ylabel("bits per byte (lower is better)")
-    ax.set_title("Held-out bits per byte")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def plot_ie(result: dict, out: str | Path) -> None:
-    """Grouped bars of F1: one group per (set, tuple kind) and one for all tuples, a bar per model."""
-    models = list(result["models"])
-    groups = [(name, kind) for name, meta in result["sets"].items() for kind in meta["gold"]]
-    labels = [f"{name}\n{kind}" for name, kind in groups] + ["all tuples"]
+def grouped_bars(labels: list[str], series: dict[str, list[float]], *, ylabel: str, title: str, out: str | Path,
+                 fmt: str = "{:.2f}", ylim: tuple[float, float] | None = None, width_per_group: float = 0) -> None:
+    """One group of bars per label, one bar per series (a model), values printed on the bars."""
     x = np.arange(len(labels))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 3.8))
-    for i, m in enumerate(models):
-        res = result["models"][m]
-        values = [100 * res["by_set"][name]["scores"][kind]["f1"] for name, kind in groups]
-        values.append(100 * res["overall"]["all_tuples"]["f1"])
-        err = 100 * res["overall"]["format_error_rate"]
-        bars = ax.bar(x + i * width, values, width, label=f"{m} (format errors {err:.0f}%)")
-        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(x + width * (len(models) - 1) / 2, labels, fontsize=7)
-    ax.set_ylabel("micro F1 (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title("IE: exact-match micro F1 per evaluation set")
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, width_per_group * len(labels) + 2), 3.6))
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar(x + i * width, values, width, label=name)
+        ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=7, padding=1)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_bpb(result: dict, out: str | Path) -> None:
+    """Grouped bars: one group per language, one bar per model (lower is better)."""
+    langs = list(next(iter(result["models"].values())))
+    series = {name: [per[lang]["bpb"] or 0.0 for lang in langs] for name, per in result["models"].items()}
+    grouped_bars(langs, series, ylabel="bits per byte (lower is better)", title="Held-out bits per byte", out=out)
+
+
+def plot_ie(result: dict, out: str | Path) -> None:
+    """Grouped bars of F1: one group per (set, tuple kind) and one for all tuples, a bar per model."""
+    groups = [(name, kind) for name, meta in result["sets"].items() for kind in meta["gold"]]
+    labels = [f"{name}\n{kind}" for name, kind in groups] + ["all tuples"]
+    series = {}
+    for m, res in result["models"].items():
+        values = [100 * res["by_set"][name]["scores"][kind]["f1"] for name, kind in groups]
+        err = 100 * res["overall"]["format_error_rate"]
+        series[f"{m} (format errors {err:.0f}%)"] = [*values, 100 * res["overall"]["all_tuples"]["f1"]]
+    grouped_bars(labels, series, ylabel="micro F1 (%)", title="IE: exact-match micro F1 per evaluation set",
+                 out=out, fmt="{:.0f}", ylim=(0, 105), width_per_group=0.9)
 
 
 def ie_table_html(result: dict, out: str | Path) -> None:
