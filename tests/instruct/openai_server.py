@@ -197,11 +197,15 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 resets connections when 32 clients connect at once
+    daemon_threads = True
+
+
 @contextmanager
 def serve(served: Served | None = None) -> Iterator[Served]:
     served = served or Served()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(served))
     served.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -274,3 +274,20 @@ def test_cama_instruct_translate_and_parse_by_hand(tmp_path, demo_config, record
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO("(Ada, person)\n"))
     assert main(["instruct", "parse", "ner", "tuple", "person,location"]) == 0
     assert json.loads(capsys.readouterr().out) == [["Ada", "person"]]
+
+
+def test_ee_records_are_remade_with_their_roles_and_target_language_records_are_left(tmp_path, demo_config):
+    from cama.instruct.translate.stage import regenerate_ie
+
+    path = convert(tmp_path, "fewfc_zh", source_spec(demo_config, "fewfc_zh", max_records=5), demo_config)["paths"]["records"]
+    for r in iter_jsonl(path):
+        en = regenerate_ie(r, "en")
+        assert en["lang"] == "en" and en["messages"][-1] == r["messages"][-1]
+        for label in r["ie"]["labels"]:
+            for role in r["meta"]["roles"][label]:
+                assert f'"{role}"' in en["messages"][0]["content"]
+        assert "event" in en["messages"][0]["content"].lower()
+    with serve() as served:
+        res = run(tmp_path, path, settings(demo_config, served), name="zh_to_zh")  # to: zh, records in zh
+        assert not served.requests
+    assert res["stats"]["untranslated"] == {"already_target": res["stats"]["records_in"]}

@@ -54,6 +54,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cama.instruct.decontam import NgramIndex, file_texts
@@ -118,7 +120,10 @@ class _Scan:
         self.unit_hash = array.array("Q")
         self.unit_state = array.array("b")
         self.unit_link = array.array("q")  # a translation's original unit, or -1
-        self.detail: dict[int, str] = {}
+        self.detail: dict[int, str] = {}  # decontaminated units: the evaluation data they overlap
+        self.dup_of: np.ndarray | None = None  # per unit: the unit kept in its place, or -1
+        self.dup_jaccard: np.ndarray | None = None
+        self.names: dict[int, str] = {}  # kept units that stand for duplicates: their id
 
 
 def _dedup_text(records: list[dict]) -> str:
@@ -172,8 +177,8 @@ def _scan(inputs, index, tokenizer, seed, tmp: Path) -> tuple[_Scan, dict, dict]
                     scan.detail[u] = hit
                 elif text is not None:  # None: a translation, which follows its original
                     if key not in sinks:
-                        sinks[key] = ParquetSink(
-                            tmp / f"{len(sinks)}.parquet", DOC_SCHEMA
+                        sinks[key] = ParquetSink(  # small row groups: one sink per source
+                            tmp / f"{len(sinks)}.parquet", DOC_SCHEMA, batch_rows=1024
                         ).__enter__()
                         langs[key] = lang
                     sinks[key].write(
@@ -269,23 +274,47 @@ def _dedup(
         out_stats=tmp / "dedup.json",
         settings=settings,
     )
-    clusters = pq.read_table(tmp / "clusters.parquet").to_pylist()
-    kept_of = {c["cluster_id"]: c["id"] for c in clusters if c["kept"]}
-    # the id (or IE group) of each kept unit that stands for removed ones, for the detail
-    centres, names = set(kept_of.values()), {}
+    # removed units and the unit kept in their place, as arrays (a cluster file can hold
+    # most of the input: keep it out of Python objects)
+    t = pq.read_table(
+        tmp / "clusters.parquet", columns=["cluster_id", "id", "kept", "kind", "jaccard"]
+    )
+    cid = t["cluster_id"].to_numpy()
+    uid = pc.cast(t["id"], pa.int64()).to_numpy()
+    kept = t["kept"].to_numpy(zero_copy_only=False)
+    exact = pc.equal(t["kind"], "exact").to_numpy(zero_copy_only=False)
+    jac = pc.fill_null(t["jaccard"], float("nan")).to_numpy(zero_copy_only=False)
+    centre = np.full(int(cid.max()) + 1 if len(cid) else 0, -1, dtype=np.int64)
+    centre[cid[kept]] = uid[kept]
+    gone = ~kept
+    state = np.frombuffer(scan.unit_state, dtype=np.int8)
+    state[uid[gone]] = np.where(exact[gone], EXACT, NEAR)
+    scan.dup_of = np.full(len(state), -1, dtype=np.int64)
+    scan.dup_of[uid[gone]] = centre[cid[gone]]
+    scan.dup_jaccard = np.full(len(state), np.nan, dtype=np.float32)
+    scan.dup_jaccard[uid[gone]] = jac[gone]
+    # the id (or IE group) of each kept unit that stands for removed ones, for the details
+    centres = np.unique(centre[centre >= 0])
     for path in outputs.values():
-        for row in pq.read_table(path, columns=["id", "meta"]).to_pylist():
-            if row["id"] in centres:
-                names[row["id"]] = row["meta"]
-    for c in clusters:
-        if not c["kept"]:
-            u = int(c["id"])
-            scan.unit_state[u] = EXACT if c["kind"] == "exact" else NEAR
-            detail = f"duplicate of {names.get(kept_of.get(c['cluster_id']), '?')}"
-            if c["jaccard"] is not None:
-                detail += f", jaccard {c['jaccard']:.3f}"
-            scan.detail[u] = detail
+        for batch in pq.ParquetFile(path).iter_batches(columns=["id", "meta"]):
+            ids = pc.cast(batch.column(0), pa.int64()).to_numpy()
+            sel = np.flatnonzero(np.isin(ids, centres))
+            if len(sel):
+                metas = batch.column(1).take(pa.array(sel)).to_pylist()
+                scan.names.update(zip(ids[sel].tolist(), metas, strict=True))
     return stats
+
+
+def detail_of(scan: _Scan, u: int) -> str:
+    """Why unit ``u`` was left out: the evaluation data it overlaps, or what it duplicates."""
+    if u in scan.detail:
+        return scan.detail[u]
+    if scan.dup_of is not None and scan.dup_of[u] >= 0:
+        detail = f"duplicate of {scan.names.get(int(scan.dup_of[u]), '?')}"
+        if not np.isnan(scan.dup_jaccard[u]):
+            detail += f", jaccard {scan.dup_jaccard[u]:.3f}"
+        return detail
+    return ""
 
 
 # ----------------------------------------------------------------------------- split and mixture
@@ -405,6 +434,7 @@ def assemble(
     ``mixture``, ``val_records``).
     """
     t0 = time.perf_counter()
+    phases: dict[str, float] = {}
     seed = settings["seed"]
     sources = list(inputs)
     deco = settings["decontaminate"]
@@ -413,6 +443,7 @@ def assemble(
         if deco["enabled"]
         else NgramIndex().freeze()
     )
+    phases["index"] = time.perf_counter() - t0
     tok = None
     if tokenizer is not None:
         from cama.pack.tokenizer import Tokenizer
@@ -420,8 +451,12 @@ def assemble(
         tok = Tokenizer(tokenizer)
     tmp = Path(tempfile.mkdtemp(prefix="instruct-assemble-", dir=Path(out_stats).parent))
     try:
+        t = time.perf_counter()
         scan, files, langs = _scan(inputs, index, tok, seed, tmp)
+        phases["scan"] = time.perf_counter() - t  # decontamination lookups, tokens, dedup texts
+        t = time.perf_counter()
         dedup_stats = _dedup(scan, files, langs, dedup_settings, settings["dedup"], tmp)
+        phases["dedup"] = time.perf_counter() - t
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -435,7 +470,7 @@ def assemble(
         o = int(link[u])
         if scan.unit_state[u] == KEEP and scan.unit_state[o] != KEEP:
             scan.unit_state[u] = scan.unit_state[o]
-            scan.detail[u] = f"translation of a record left out: {scan.detail.get(o, '')}"
+            scan.detail[u] = f"translation of a record left out: {detail_of(scan, o)}"
     state = np.frombuffer(scan.unit_state, dtype=np.int8)
     unit_records = (
         np.bincount(rec_unit, minlength=len(state)) if len(rec_unit) else np.zeros(0, np.int64)
@@ -467,6 +502,7 @@ def assemble(
             copies[sel] = _copies(rec_hash[sel], target)
 
     # write
+    t = time.perf_counter()
     per_source = {
         s: Counter(
             {
@@ -505,7 +541,7 @@ def assemble(
                         st[reason] += 1
                         if state[u] == DECONTAMINATED:
                             deco_by_origin[scan.detail[u]] += 1
-                        rejected.write({**r, "reason": reason, "detail": scan.detail.get(u, "")})
+                        rejected.write({**r, "reason": reason, "detail": detail_of(scan, u)})
                     elif rec_val[i]:
                         st["val"] += 1
                         val.write(r)
@@ -530,6 +566,7 @@ def assemble(
                     i += 1
                     bar.update(1)
 
+    phases["write"] = time.perf_counter() - t
     for source, st in per_source.items():
         parts = (
             st["decontaminated"]
@@ -607,6 +644,7 @@ def assemble(
         },
         "translation": translation,
         "seconds": round(time.perf_counter() - t0, 3),
+        "phase_seconds": {k: round(v, 3) for k, v in phases.items()},
     }
     write_json(out_stats, stats)
     log.info(

@@ -23,7 +23,6 @@ from cama.corpus.readers import (
     detect_format,
     iter_raw_lines,
     open_binary,
-    parse_json_line,
     quarantine,
     walk_records,
 )
@@ -94,20 +93,14 @@ def raw_bytes(obj: Any) -> bytes:
 
 
 def read_jsonl(path: Path, file: str, options: dict) -> Iterator[Raw | Quarantined]:
-    with open_binary(path) as stream:
+    for item in read_lines(path, file, options):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
         try:
-            for raw in iter_raw_lines(stream, file, MAX_RECORD_BYTES):
-                if raw.too_large:
-                    yield Quarantined(file, raw.number, "too_large", raw.data, raw.size)
-                    continue
-                if not raw.data.strip():
-                    continue
-                try:
-                    yield Raw(raw.number, parse_json_line(raw, file), raw.data)
-                except RecordError as e:
-                    yield quarantine(e, raw.data)
-        except RecordError as e:  # a cut stream: what came before it was read
-            yield quarantine(e)
+            yield Raw(item.number, json.loads(item.obj), item.raw)
+        except json.JSONDecodeError:
+            yield quarantine(RecordError("malformed_json", file, item.number), item.raw)
 
 
 def read_json_document(path: Path, file: str) -> Any:

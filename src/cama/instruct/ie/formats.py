@@ -23,6 +23,11 @@ stripped) and on labels (a label that was not asked is an error), and lenient on
 blank lines, spaces around separators, a ```` ``` ```` fence around the answer, and, for
 json, single quotes (a Python literal). Anything else raises :class:`ParseError`, which
 evaluation counts as a format error with no predictions.
+
+What the text formats cannot say: a span holding a line break or ``|`` (such sentences are
+quarantined, ``span_has_separator``); in ``tuple``, a head that itself holds
+``", <asked relation>,"`` or an event argument holding ``"), ("`` reads two ways (the leftmost
+split wins). No sentence of the demo's data sets does; ``json`` has no such case.
 """
 
 from __future__ import annotations

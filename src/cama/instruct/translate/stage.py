@@ -4,7 +4,8 @@ In: ``instruct/sources/{source}.jsonl``. Out: ``instruct/translated/{source}.jso
 records: id ``<id>@<lang>``, ``lang`` the target, ``meta.translation`` saying from what and
 how), ``.rejected.jsonl`` (every record not translated, with ``reason`` and ``detail``) and
 ``.stats.json``: ``records_in = translated + rejected + untranslated`` (checked), rejections by
-reason, untranslated by cause (``budget``, ``provider_none``, ``error:<kind>``), requests, cache
+reason, untranslated by cause (``budget``, ``provider_none``, ``error:<kind>``, ``already_target``
+for records already in the target language), requests, cache
 hits, retries, tokens in and out, cost, latency percentiles.
 
 Modes (``instruct.sources.<name>.translate.mode``), as the seed's two:
@@ -54,10 +55,6 @@ SYSTEM = (
 )
 REMINDER = " Write the translation in {dst} only."
 ANSWER_SYSTEM = {"zh": "请用简体中文回答。", "en": "Answer in English."}
-
-
-def source_lang(record: dict, target: str) -> str:
-    return record["lang"] if record["lang"] != target else ("en" if target == "zh" else "zh")
 
 
 class Translator:
@@ -134,9 +131,11 @@ class Translator:
         return None, f"rejected:{reason}"
 
     async def record(self, record: dict) -> tuple[dict | None, str | None]:
+        if record["lang"] == self.target:
+            return None, "already_target"  # a lang: auto source's records in the target language
         if record["task"] in IE_TASKS:
             return regenerate_ie(record, self.target), None
-        src = source_lang(record, self.target)
+        src = record["lang"]
         out: list[dict] = []
         if self.mode == "both":
             results = await asyncio.gather(
@@ -277,9 +276,7 @@ def translate_source(
             "rejections_by_attempt": dict(translator.rejections),
         }
     untranslated = {
-        k: v
-        for k, v in counts.items()
-        if k == "budget" or k == "provider_none" or k.startswith("error:")
+        k: v for k, v in counts.items() if k != "translated" and not k.startswith("rejected:")
     }
     rejected_counts = {
         k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("rejected:")
