@@ -20,15 +20,16 @@ usage: python benchmarks/dedup_throughput.py [--target-mb 10] [--langs en,zh,cod
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
+from timing import interleaved, rates, spread  # noqa: E402
 
 from cama.clean import minhash  # noqa: E402
 
@@ -97,42 +98,21 @@ def run_cama(texts, lang, bands, rows, verify=False):
     return len(pairs)
 
 
-def run_stage(texts, lang, bands, rows):
-
+def stage_runner(texts, lang, bands, rows, tmp: Path):
+    """The whole stage on ``texts`` written once as one source (not timed); call it to run it."""
     from cama.clean.dedup import dedup_corpus
     from cama.io import write_docs
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in.parquet"
-        write_docs(src, texts, "b", lang)
-        settings = {
-            "exact": True,
-            "keep": "longest",
-            "minhash": {
-                "enabled": True,
-                "num_perm": NUM_PERM,
-                "bands": bands,
-                "rows": rows,
-                "seed": SEED,
-                "min_jaccard": 0.7,
-            },
-        }
-        t0 = time.perf_counter()
-        stats = dedup_corpus(
-            {"b": src},
-            {"b": Path(tmp) / "out.parquet"},
-            {"b": lang},
-            Path(tmp) / "clusters.parquet",
-            Path(tmp) / "stats.json",
-            settings,
-        )
-        return time.perf_counter() - t0, stats
-
-
-def timed(fn, *args, **kw):
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn(*args, **kw)
-    return time.perf_counter() - t0, time.process_time() - c0, out
+    src = tmp / "in.parquet"
+    write_docs(src, texts, "b", lang)
+    settings = {
+        "exact": True,
+        "keep": "longest",
+        "minhash": {"enabled": True, "num_perm": NUM_PERM, "bands": bands, "rows": rows, "seed": SEED,
+                    "min_jaccard": 0.7},
+    }  # fmt: skip
+    return lambda: dedup_corpus({"b": src}, {"b": tmp / "out.parquet"}, {"b": lang}, tmp / "clusters.parquet",
+                                tmp / "stats.json", settings)  # fmt: skip
 
 
 def main() -> None:
@@ -143,6 +123,7 @@ def main() -> None:
     ap.add_argument("--bands", type=int, default=14)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--no-stage", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each contender")
     a = ap.parse_args()
     tools = a.tools.split(",")
     print(
@@ -154,32 +135,25 @@ def main() -> None:
         texts = corpus.repeat_to(base, a.target_mb)
         mb = corpus.nbytes(texts) / 1e6
         print(f"[{lang}] {len(texts)} docs ({len(base)} unique), {mb:.1f} MB")
-        speed = {}
+        fns = {}
         for name in tools:
             fn = {"cama": run_cama, "rensa": run_rensa, "datasketch": run_datasketch}[name]
             fn(base[:50], lang, a.bands, a.rows)  # warm-up
-            wall, cpu, cand = timed(fn, texts, lang, a.bands, a.rows)
-            speed[name] = mb / wall
-            print(
-                f"  {name:22s} {wall:7.2f} s  {mb / wall:7.2f} MB/s  cpu/wall {cpu / wall:.2f}"
-                f"  candidates {cand}"
-            )
+            fns[name] = functools.partial(fn, texts, lang, a.bands, a.rows)
         if "cama" in tools:
-            wall, cpu, cand = timed(run_cama, texts, lang, a.bands, a.rows, verify=True)
-            print(
-                f"  {'cama + verify pairs':22s} {wall:7.2f} s  {mb / wall:7.2f} MB/s  "
-                f"cpu/wall {cpu / wall:.2f}  verified {cand}"
-            )
-            for other in ("rensa", "datasketch"):
-                if other in speed:
-                    print(f"  ratio cama/{other}: {speed['cama'] / speed[other]:.2f}x")
+            fns["cama + verify pairs"] = functools.partial(run_cama, texts, lang, a.bands, a.rows, verify=True)
             if not a.no_stage:
-                wall, stats = run_stage(texts, lang, a.bands, a.rows)
-                print(
-                    f"  {'dedup_corpus (stage)':22s} {wall:7.2f} s  {mb / wall:7.2f} MB/s  "
-                    f"kept {stats['kept']}/{stats['docs_in']} (exact {stats['exact_duplicates']},"
-                    f" near {stats['near_duplicates']})"
-                )
+                fns["dedup_corpus (stage)"] = stage_runner(texts, lang, a.bands, a.rows, Path(tempfile.mkdtemp()))
+        runs = interleaved(fns, a.repeats)
+        print(f"  MB/s, min / median / max of {a.repeats} interleaved runs:")
+        for name, r in runs.items():
+            what = (f"kept {r.result['kept']}/{r.result['docs_in']} (exact {r.result['exact_duplicates']}, "
+                    f"near {r.result['near_duplicates']})" if name.startswith("dedup_corpus")
+                    else f"{'verified' if 'verify' in name else 'candidates'} {r.result}")  # fmt: skip
+            print(f"  {name:22s} {spread(rates(mb, r.wall))} MB/s  cpu/wall {sum(r.cpu) / sum(r.wall):.2f}  {what}")
+        for other in ("rensa", "datasketch"):
+            if "cama" in runs and other in runs:
+                print(f"  ratio cama/{other}: {runs[other].median() / runs['cama'].median():.2f}x (medians)")
 
 
 if __name__ == "__main__":

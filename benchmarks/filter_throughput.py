@@ -21,11 +21,11 @@ import argparse
 import copy
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus  # noqa: E402
+from timing import interleaved, rates, spread  # noqa: E402
 
 from cama.clean.filters import build_chain  # noqa: E402
 from cama.config import load_config  # noqa: E402
@@ -104,13 +104,7 @@ def dt_chain_keep(filters, text: str) -> bool:
     return True
 
 
-def timed(fn, docs):
-    c0, t0 = time.process_time(), time.perf_counter()
-    kept = sum(1 for t in docs if fn(t))
-    return kept, time.process_time() - c0, time.perf_counter() - t0
-
-
-def run(lang: str, target_mb: float) -> dict:
+def run(lang: str, target_mb: float, repeats: int = 3) -> dict:
     from datatrove.utils.text import split_into_parts
 
     base = corpus.load(lang)
@@ -139,26 +133,29 @@ def run(lang: str, target_mb: float) -> dict:
     chain_agree = sum(x == y for x, y in zip(a, b, strict=True)) / len(base)
     print(f"{'CHAIN':22s} {100 * chain_agree:7.2f}% {sum(a):8d} {sum(b):9d}")
 
-    # throughput over the repeated corpus
+    # throughput over the repeated corpus: each contender `repeats` times, interleaved
     dts = datatrove_filters(lang)
-    split_into_parts.cache_clear()
-    dk, dcpu, dwall = timed(lambda t: dt_chain_keep(dts, t), texts)
     ours = build_chain(lang, our_settings(lang, names))
-    ok, ocpu, owall = timed(lambda t: ours(t)[0] is None, texts)
     full = build_chain(lang, our_settings(lang, None))
-    fk, fcpu, fwall = timed(lambda t: full(t)[0] is None, texts)
-    print(
-        f"datatrove chain        {mb / dcpu:6.3f} MB/s/core ({dcpu:.1f} s cpu, {dwall:.1f} s wall), kept {dk}"
-    )
-    print(
-        f"cama, same filters     {mb / ocpu:6.3f} MB/s/core ({ocpu:.1f} s cpu, {owall:.1f} s wall), kept {ok}"
-    )
-    print(
-        f"cama, full {lang} chain   {mb / fcpu:6.3f} MB/s/core ({fcpu:.1f} s cpu), kept {fk}: {', '.join(full_names(full))}"
-    )
-    print(f"RATIO {lang}: cama / datatrove = {dcpu / ocpu:.1f}x (same filters), {dcpu / fcpu:.1f}x (full chain); "
-          f"chain agreement {100 * chain_agree:.2f}%")  # fmt: skip
-    return {"ratio": dcpu / ocpu, "agreement": chain_agree}
+
+    def datatrove_run() -> int:
+        split_into_parts.cache_clear()  # its word cache would carry over from the last round
+        return sum(1 for t in texts if dt_chain_keep(dts, t))
+
+    runs = interleaved({
+        "datatrove chain": datatrove_run,
+        "cama, same filters": lambda: sum(1 for t in texts if ours(t)[0] is None),
+        f"cama, full {lang} chain": lambda: sum(1 for t in texts if full(t)[0] is None),
+    }, repeats)  # fmt: skip
+    print(f"MB/s/core by CPU time, min / median / max of {repeats} interleaved runs:")
+    for name, r in runs.items():
+        print(f"  {name:22s} {spread(rates(mb, r.cpu), '{:.3f}')} MB/s/core (wall {spread(r.wall, '{:.1f}')} s), "
+              f"kept {r.result}")  # fmt: skip
+    print(f"  full chain: {', '.join(full_names(full))}")
+    dt, same, whole = (r.median("cpu") for r in runs.values())
+    print(f"RATIO {lang}: cama / datatrove = {dt / same:.1f}x (same filters), {dt / whole:.1f}x (full chain), "
+          f"medians; chain agreement {100 * chain_agree:.2f}%")  # fmt: skip
+    return {"ratio": dt / same, "agreement": chain_agree}
 
 
 def full_names(chain) -> list[str]:
@@ -171,13 +168,14 @@ def main() -> None:
     ap.add_argument(
         "--target-mb", type=float, default=2.0, help="size of the repeated corpus that is timed"
     )
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs of each contender")
     a = ap.parse_args()
     from importlib.metadata import version
 
     print(f"datatrove {version('datatrove')}, spacy {version('spacy')}, jieba {version('jieba')}, "
           f"rjieba {version('rjieba')}")  # fmt: skip
     for lang in a.lang:
-        run(lang, a.target_mb)
+        run(lang, a.target_mb, a.repeats)
 
 
 if __name__ == "__main__":

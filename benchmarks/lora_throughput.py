@@ -147,8 +147,13 @@ def peer_order(n: int, seed: int = PEER_SEED) -> list[int]:
 def run_peer(name: str, work: Path, sc: dict) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, DataCollatorWithFlattening, Trainer, TrainerCallback,
-                              TrainingArguments)  # fmt: skip
+    from transformers import (
+        AutoModelForCausalLM,
+        DataCollatorWithFlattening,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,  # fmt: skip
+    )
 
     from cama.lora.data import read_examples
 
@@ -306,11 +311,11 @@ def run_variant(name: str, work: Path, sc: dict) -> dict:
 
 def mfu_of(tok_s: float, sc: dict, work: Path) -> float | None:
     """LoRA MFU of a peer, by the same F as ours (the peers do not compute it themselves)."""
+    import torch
+
     from cama.lora.data import read_examples
     from cama.lora.train import attention_length, lora_flops_per_token
     from cama.train.metrics import peak_tflops
-
-    import torch
 
     peak = peak_tflops(torch.cuda.get_device_name() if torch.cuda.is_available() else None)
     if not peak:

@@ -3,10 +3,15 @@
 The protocol of ../shared/baselines/bench_tokenize.py (ANCHORS.md, "tokenize" rows), so
 that the figures compare:
 
-- corpus: the anchors' own documents (../shared/baselines/corpus.py over ../shared/data)
-  when that folder is there, else the same cut of data/demo (``--corpus demo``); each
+- corpus: the anchors' own documents (../shared/baselines/corpus.py over ../shared/data), or
+  the same cut of data/demo with ``--corpus demo`` (never one silently for the other); each
   language repeated in order up to ``--target-mb`` (50 MB, as the anchors) and written
   once to a Parquet file of our documents schema (not timed).
+- two passes per language: over that **repeated** corpus (the anchors' protocol: the 14-109
+  copies keep our word cache warm after the first), and over the **unique** documents once
+  (no repetition: every word is new to the cache the first time, as on a real corpus). The
+  unique pass also times the tokenizer alone, ours (``Tokenizer.encode_flat``, a cold cache
+  every run) against plain ``sp.encode`` of whole documents.
 - tokenizer: a 32k LLaMA-style sentencepiece BPE (byte fallback, split digits, identity
   normalisation, character coverage 0.9995, 2 threads) trained by
   ``cama.pack.tokenizer.train_tokenizer`` on every line of every document of the three
@@ -29,13 +34,15 @@ that the figures compare:
 "tok/s/core" is the documents' whole-document token count (no BOS/EOS, the same number
 for every method, so ratios of tok/s are ratios of wall time on the same text) divided by
 wall time and by the 2 cores. Per-sentence encoding (seed) makes a few % more tokens,
-printed as "tok+". Each method runs ``--reps`` times, interleaved, in a rotating order;
-the best time counts and the spread is printed. CPU seconds (this process, its threads
-and its reaped children: the Pool workers) are printed too: on a shared machine they
-move less with the load than wall time does. Targets: ours ≥ 2x seed, ≥ 0.8x ceiling.
+printed as "tok+". Each method runs ``--reps`` times (3), interleaved, in a rotating order
+(``benchmarks/timing.py``); every figure is printed as min / median / max and ratios compare
+medians. CPU seconds (this process, its threads and its reaped children: the Pool workers)
+are printed too: on a shared machine they move less with the load than wall time does.
+Targets: ours ≥ 2x seed, ≥ 0.8x ceiling.
 
 usage: python benchmarks/pack_throughput.py [--target-mb 50] [--langs zh,en,code] [--reps 3]
                                             [--corpus anchors|demo] [--tokenizer DIR]
+                                            [--passes repeated,unique]
 """
 
 from __future__ import annotations
@@ -44,9 +51,7 @@ import argparse
 import importlib.util
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -59,6 +64,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus as demo_corpus  # noqa: E402
+from timing import interleaved, rates, spread  # noqa: E402
 
 from cama.io import DOC_SCHEMA, ParquetSink  # noqa: E402
 from cama.pack.indexed import IndexedWriter  # noqa: E402
@@ -74,8 +80,10 @@ ANCHOR_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "
 
 
 def load_corpus(which: str):
-    """(load(lang) -> docs, name) for the anchors' corpus or data/demo."""
+    """(load(lang) -> docs, name) for the anchors' corpus or data/demo: the one asked for."""
     if which == "anchors":
+        if not ANCHOR_CORPUS.exists():
+            raise SystemExit(f"{ANCHOR_CORPUS} is not here: pass --corpus demo to measure on data/demo instead")
         spec = importlib.util.spec_from_file_location("anchor_corpus", ANCHOR_CORPUS)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -166,10 +174,70 @@ def run_ours(pq_path: Path, tok_dir: Path, lang: str, out: Path) -> int:
 RUNNERS = {"ours": run_ours, "seed": run_seed, "megatron": run_megatron, "ceiling": run_ceiling}
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads) and of its reaped children."""
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+def run_pass(lang: str, pass_: str, docs: list[str], methods: list[str], tmp: Path, tok_dir, model: str,
+             reps: int) -> str:
+    """Every method on ``docs`` (one Parquet file), ``reps`` interleaved runs each; the ratio line."""
+    nbytes = demo_corpus.nbytes(docs)
+    pq_path = tmp / f"{lang}.parquet"
+    with ParquetSink(pq_path, DOC_SCHEMA) as sink:
+        for i, d in enumerate(docs):
+            sink.write({"id": f"{lang}/{i}", "text": d, "lang": lang, "source": lang, "meta": "{}"})
+
+    def runner(m: str):
+        def run() -> int:
+            out = tmp / f"out_{m}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            return RUNNERS[m](pq_path, tok_dir if m == "ours" else model, lang, out)
+
+        return run
+
+    runs = interleaved({m: runner(m) for m in methods}, reps)
+    ntok = {m: r.result for m, r in runs.items()}
+    base = ntok.get("ceiling", ntok.get("ours"))  # whole-document tokens: the unit of work
+    print(f"{lang} {pass_}: {len(docs)} documents, {nbytes / 1e6:.1f} MB, {base} tokens; "
+          f"min / median / max of {reps} interleaved runs")
+    for m, r in runs.items():
+        print(f"  {m:8s} {spread(r.wall)} s -> {spread(rates(base / CORES, r.wall), '{:,.0f}')} tok/s/core; "
+              f"CPU {spread(r.cpu)} s -> {base / r.median('cpu'):,.0f} tok/cpu-s (median)"
+              + (f"  tok+ {ntok[m] / base - 1:+.1%}" if ntok[m] != base else ""))
+    med = {m: r.median() for m, r in runs.items()}
+    cpu = {m: r.median("cpu") for m, r in runs.items()}
+    line = f"{lang:4s} {pass_:8s} RATIO (medians)"
+    if "seed" in med and "ours" in med:
+        line += f"  ours/seed {med['seed'] / med['ours']:.2f}x (target >= 2)"
+    if "ceiling" in med and "ours" in med:
+        line += f"  ours/ceiling {med['ceiling'] / med['ours']:.2f}x (target >= 0.8)"
+    if "megatron" in med and "ours" in med:
+        line += f"  ours/megatron {med['megatron'] / med['ours']:.2f}x"
+    if "seed" in cpu and "ours" in cpu and "ceiling" in cpu:
+        line += (f" | by CPU time: ours/seed {cpu['seed'] / cpu['ours']:.2f}x, "
+                 f"ours/ceiling {cpu['ceiling'] / cpu['ours']:.2f}x")  # fmt: skip
+    print(line + f" | loadavg {os.getloadavg()[0]:.2f}", flush=True)
+    return line
+
+
+def tokenizer_alone(lang: str, docs: list[str], tok_dir, reps: int) -> str:
+    """One pass of the tokenizer over unique documents: ours (a cold word cache each run)
+    against sentencepiece's own encode of whole documents, one thread each."""
+    import sentencepiece as spm
+
+    def ours() -> int:
+        tok = Tokenizer(tok_dir)  # a fresh word cache: every word is new the first time
+        return sum(int(tok.encode_flat(docs[i : i + BATCH])[1].sum()) for i in range(0, len(docs), BATCH))
+
+    sp = spm.SentencePieceProcessor(model_file=str(Tokenizer(tok_dir).model_file))
+
+    def plain() -> int:
+        return sum(len(x) for i in range(0, len(docs), BATCH) for x in sp.encode(docs[i : i + BATCH]))
+
+    runs = interleaved({"ours": ours, "sp.encode": plain}, reps)
+    assert runs["ours"].result == runs["sp.encode"].result  # the same ids, counted
+    line = (f"{lang:4s} unique   tokenizer alone, CPU s: ours {spread(runs['ours'].cpu)}, sp.encode "
+            f"{spread(runs['sp.encode'].cpu)} -> {runs['sp.encode'].median('cpu') / runs['ours'].median('cpu'):.2f}x "
+            "(medians; a cold word cache every run)")
+    print(line, flush=True)
+    return line
 
 
 def main() -> None:
@@ -178,8 +246,10 @@ def main() -> None:
     ap.add_argument("--langs", default="zh,en,code")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--methods", default="ours,seed,megatron,ceiling")
-    ap.add_argument("--corpus", choices=["anchors", "demo"], default="anchors" if ANCHOR_CORPUS.exists() else "demo")
+    ap.add_argument("--corpus", choices=["anchors", "demo"], default="anchors",
+                    help="the anchors' documents (../shared/baselines/corpus.py) or data/demo")  # fmt: skip
     ap.add_argument("--tokenizer", default=None)
+    ap.add_argument("--passes", default="repeated,unique", help="repeated (to --target-mb), unique (once)")
     a = ap.parse_args()
     load, corpus_name = load_corpus(a.corpus)
     tmp = Path(tempfile.mkdtemp(prefix="pack_bench_"))
@@ -197,48 +267,12 @@ def main() -> None:
     methods = a.methods.split(",")
     summary = []
     for lang in a.langs.split(","):
-        docs = repeat_to(load(lang), a.target_mb)
-        nbytes = demo_corpus.nbytes(docs)
-        pq_path = tmp / f"{lang}.parquet"
-        with ParquetSink(pq_path, DOC_SCHEMA) as sink:
-            for i, d in enumerate(docs):
-                sink.write({"id": f"{lang}/{i}", "text": d, "lang": lang, "source": lang, "meta": "{}"})
-        del docs
-        times: dict[str, list[float]] = {m: [] for m in methods}
-        cpus: dict[str, list[float]] = {m: [] for m in methods}
-        ntok: dict[str, int] = {}
-        for rep in range(a.reps):
-            order = methods[rep % len(methods) :] + methods[: rep % len(methods)]  # rotate: fair under drift
-            for m in order:
-                out = tmp / f"out_{m}"
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir()
-                c0, t0 = cpu_seconds(), time.perf_counter()
-                ntok[m] = RUNNERS[m](pq_path, tok_dir if m == "ours" else model, lang, out)
-                times[m].append(time.perf_counter() - t0)
-                cpus[m].append(cpu_seconds() - c0)
-        base = ntok.get("ceiling", ntok.get("ours"))  # whole-document tokens: the unit of work
-        best = {m: min(ts) for m, ts in times.items()}
-        cpu = {m: min(cs) for m, cs in cpus.items()}
-        for m in methods:
-            ts = times[m]
-            print(f"{lang:4s} {m:8s} {nbytes / 1e6:.1f} MB, {base} tokens: best {best[m]:.2f}s "
-                  f"(median {statistics.median(ts):.2f}s, max {max(ts):.2f}s, n={len(ts)}) -> "
-                  f"{base / best[m] / CORES:,.0f} tok/s/core, {nbytes / best[m] / 1e6 / CORES:.2f} MB/s/core"
-                  + f"; CPU {cpu[m]:.2f}s -> {base / cpu[m]:,.0f} tok/cpu-s"
-                  + (f"  tok+ {ntok[m] / base - 1:+.1%}" if ntok[m] != base else ""))
-        line = f"{lang:4s} RATIO"
-        if "seed" in best and "ours" in best:
-            line += f"  ours/seed {best['seed'] / best['ours']:.2f}x (target >= 2)"
-        if "ceiling" in best and "ours" in best:
-            line += f"  ours/ceiling {best['ceiling'] / best['ours']:.2f}x (target >= 0.8)"
-        if "megatron" in best and "ours" in best:
-            line += f"  ours/megatron {best['megatron'] / best['ours']:.2f}x"
-        if "seed" in cpu and "ours" in cpu and "ceiling" in cpu:
-            line += (f" | by CPU time: ours/seed {cpu['seed'] / cpu['ours']:.2f}x, "
-                     f"ours/ceiling {cpu['ceiling'] / cpu['ours']:.2f}x")
-        print(line + f" | loadavg {os.getloadavg()[0]:.2f}", flush=True)
-        summary.append(line)
+        unique = load(lang)
+        for pass_ in a.passes.split(","):
+            docs = repeat_to(unique, a.target_mb) if pass_ == "repeated" else unique
+            summary.append(run_pass(lang, pass_, docs, methods, tmp, tok_dir, model, a.reps))
+            if pass_ == "unique":
+                summary.append(tokenizer_alone(lang, docs, tok_dir, a.reps))
     print("\n".join(summary))
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -21,12 +21,12 @@ usage: python benchmarks/shard_read.py [--target-mb 50] [--reads 200000] [--reps
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import shutil
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus as demo_corpus  # noqa: E402
+from timing import interleaved, rates, spread  # noqa: E402
 
 from cama.pack.indexed import IndexedReader, IndexedWriter  # noqa: E402
 from cama.pack.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
@@ -41,18 +42,21 @@ from cama.pack.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 ANCHOR_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "baselines" / "corpus.py"
 
 
-def _load():
-    if ANCHOR_CORPUS.exists():
-        spec = importlib.util.spec_from_file_location("anchor_corpus", ANCHOR_CORPUS)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod.load, "anchors"
-    return demo_corpus.load, "demo"
+def _load(which: str):
+    """The anchors' corpus (``../shared``) or data/demo, as asked: never one for the other."""
+    if which == "demo":
+        return demo_corpus.load, "demo"
+    if not ANCHOR_CORPUS.exists():
+        raise SystemExit(f"{ANCHOR_CORPUS} is not here: pass --corpus demo to measure on data/demo instead")
+    spec = importlib.util.spec_from_file_location("anchor_corpus", ANCHOR_CORPUS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.load, "anchors"
 
 
-def build(prefix: Path, tmp: Path, target_mb: float) -> None:
+def build(prefix: Path, tmp: Path, target_mb: float, which: str) -> None:
     """One sequence per document, real ids, each language repeated up to target_mb."""
-    load, name = _load()
+    load, name = _load(which)
     texts = {lang: load(lang) for lang in ("zh", "en", "code")}
     tok_dir = tmp / "tok32k"
     train_tokenizer([d for ds in texts.values() for d in ds], tok_dir, vocab_size=32000, num_threads=2)
@@ -78,6 +82,8 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--prefix", default=None)
+    ap.add_argument("--corpus", choices=["anchors", "demo"], default="anchors",
+                    help="the anchors' documents (../shared/baselines/corpus.py) or data/demo")  # fmt: skip
     a = ap.parse_args()
     import torch  # noqa: F401  (megatron-core imports it; import it outside the timed region)
     from megatron.core.datasets.indexed_dataset import IndexedDataset
@@ -85,7 +91,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="shard_read_"))
     prefix = Path(a.prefix) if a.prefix else tmp / "all"
     if not a.prefix:
-        build(prefix, tmp, a.target_mb)
+        build(prefix, tmp, a.target_mb, a.corpus)
     for suffix in (".bin", ".idx"):  # warm the page cache
         Path(f"{prefix}{suffix}").read_bytes()
     ours = IndexedReader(prefix)
@@ -109,23 +115,17 @@ def main() -> None:
 
     print(f"megatron-core {version('megatron-core')}, numpy {np.__version__}, {os.cpu_count()} cores "
           f"| loadavg {os.getloadavg()}")
-    results: dict[tuple[str, str], list[float]] = {}
-    for rep in range(a.reps):
-        for variant, fn in (("view", view), ("copy", copy)):
-            readers = [("ours", ours), ("megatron", theirs)]
-            if rep % 2:
-                readers.reverse()
-            for name, ds in readers:
-                t0 = time.perf_counter()
-                ntok = fn(ds)
-                results.setdefault((variant, name), []).append(time.perf_counter() - t0)
-    print(f"{len(ours)} sequences, {a.reads} uniform random reads, mean {ntok / a.reads:.0f} tokens/read")
+    runs = interleaved({f"{variant} {name}": functools.partial(fn, ds)
+                        for variant, fn in (("view", view), ("copy", copy))
+                        for name, ds in (("ours", ours), ("megatron", theirs))}, a.reps)  # fmt: skip
+    ntok = runs["view ours"].result
+    print(f"{len(ours)} sequences, {a.reads} uniform random reads, mean {ntok / a.reads:.0f} tokens/read; "
+          f"samples/s, min / median / max of {a.reps} interleaved runs")
     for variant in ("view", "copy"):
-        rate = {n: a.reads / min(results[(variant, n)]) for n in ("ours", "megatron")}
-        print(f"{variant:4s}: ours {rate['ours']:,.0f} samples/s, megatron-core IndexedDataset "
-              f"{rate['megatron']:,.0f} samples/s -> ratio {rate['ours'] / rate['megatron']:.2f}x (target >= 1) "
-              f"[spread ours {min(results[(variant, 'ours')]):.3f}-{max(results[(variant, 'ours')]):.3f}s, "
-              f"megatron {min(results[(variant, 'megatron')]):.3f}-{max(results[(variant, 'megatron')]):.3f}s]")
+        r_ours, r_meg = runs[f"{variant} ours"], runs[f"{variant} megatron"]
+        print(f"{variant:4s}: ours {spread(rates(a.reads, r_ours.wall), '{:,.0f}')}, megatron-core IndexedDataset "
+              f"{spread(rates(a.reads, r_meg.wall), '{:,.0f}')} -> ratio {r_meg.median() / r_ours.median():.2f}x "
+              "(medians; target >= 1)")
     print(f"loadavg {os.getloadavg()}")
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-# Config validation, input functions and wildcard constraints. No rules here.
+# Config validation, the preflight checks, input functions and wildcard constraints. No rules here.
 import sys
 from pathlib import Path
 
@@ -6,9 +6,15 @@ sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # works without pip install -e too
 
-from cama.config import source_filter_settings, validate_config
+from cama.config import LANGS, source_filter_settings, validate_config
+from cama import locks
 
 validate_config(config)
+
+# A run killed with kill -9 leaves its directory locks behind: remove them when provably stale.
+if workflow.is_main_process:
+    for line in locks.clear_stale(".snakemake"):
+        print(f"cama: {line}", file=sys.stderr)
 
 RESULTS = config["results"]
 SOURCES = list(config["sources"])
@@ -29,6 +35,29 @@ wildcard_constraints:
 
 def source_lang(source):
     return config["sources"][source]["lang"]
+
+
+def preflight():
+    """cama validate's checks, before any job: the base model, the tokenizer, the paths, the
+    batch for the processes the pretrain rule gets (after the profile's set-resources).
+    """
+    if not workflow.is_main_process:
+        return
+    from cama.errors import ConfigError
+    from cama.preflight import Context
+    from cama.preflight import preflight as checks
+
+    res = rules.pretrain.rule.resources
+    value = lambda name, default: int(getattr(res.get(name), "value", None) or default)
+    gpu, nodes, procs = value("gpu", 0), value("nodes", 1), value("procs", 1)
+    ctx = Context(
+        directory=Path.cwd(),
+        workflow=Path(workflow.basedir),
+        processes=gpu if gpu > 0 else nodes * procs,
+    )
+    problems = checks(config, ctx)
+    if problems:
+        raise ConfigError(problems)
 
 
 def get_base_model():

@@ -1,5 +1,35 @@
-# evaluate: IE micro-F1 of every model the workflow makes, and the case gallery (src/cama/evaluate/).
-# (eval_bpb, bits per byte, is in pretrain.smk.)
+# evaluate: bits per byte of the base and the pretrained model on the held-out documents; IE
+# micro-F1 of every model the workflow makes; the case gallery (src/cama/evaluate/).
+
+
+rule eval_bpb:
+    input:
+        base=get_base_model(),
+        pretrained=f"{RESULTS}/pretrain/model",
+        heldout=[rules.heldout_split.output[lang] for lang in LANGS],
+    output:
+        bpb=f"{RESULTS}/eval/bpb.json",
+        plot=report(
+            f"{RESULTS}/eval/bpb.png",
+            category="Evaluation",
+            caption="../report/bpb.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/eval_bpb/bpb.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_bpb/bpb.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        langs=LANGS,
+        settings=config["evaluate"]["bpb"],
+    script:
+        "../scripts/eval_bpb.py"
 
 
 EVAL_MODELS = get_eval_models()

@@ -1,5 +1,6 @@
 # lora: instruction records -> token ids (the chat template) -> a LoRA adapter -> the merged model.
 import json
+import os
 
 
 rule lora_data:
@@ -23,7 +24,7 @@ rule lora_data:
         mem_mb=4000,
         runtime=120,
     params:
-        out_dir=f"{RESULTS}/lora/data",
+        out_dir=lambda wc, output: os.path.dirname(output.train),
         cutoff_len=config["lora"]["cutoff_len"],
         overlong=config["lora"]["overlong"],
     script:
@@ -56,11 +57,11 @@ rule lora:
     resources:
         gpu=0,
         nodes=1,
-        procs=1,  # training processes on a node without GPUs; with GPUs, one per GPU
+        procs=2,  # training processes on a node without GPUs (DDP over gloo); with GPUs, one per GPU
         mem_mb=8000,
         runtime=240,
     params:
-        data=f"{RESULTS}/lora/data",
+        data=lambda wc, input: os.path.dirname(input.train),
         settings=json.dumps(config["lora"]),
         checkpoints=f"{RESULTS}/lora/checkpoints",
         tensorboard=f"{RESULTS}/lora/tensorboard",

@@ -5,9 +5,7 @@ rule heldout_split:
     input:
         expand(f"{RESULTS}/dedup/{{source}}.parquet", source=SOURCES),
     output:
-        zh=f"{RESULTS}/heldout/zh.jsonl",
-        en=f"{RESULTS}/heldout/en.jsonl",
-        code=f"{RESULTS}/heldout/code.jsonl",
+        **{lang: f"{RESULTS}/heldout/{lang}.jsonl" for lang in LANGS},
         stats=f"{RESULTS}/heldout/stats.json",
     log:
         f"{RESULTS}/logs/heldout_split/heldout.log",
@@ -30,7 +28,7 @@ rule heldout_split:
 rule train_tokenizer:
     input:
         docs=expand(f"{RESULTS}/dedup/{{source}}.parquet", source=SOURCES),
-        heldout=[rules.heldout_split.output[lang] for lang in ("zh", "en", "code")],
+        heldout=[rules.heldout_split.output[lang] for lang in LANGS],
     output:
         model=f"{RESULTS}/tokenizer/tokenizer.model",
         config=f"{RESULTS}/tokenizer/tokenizer_config.json",
@@ -47,6 +45,7 @@ rule train_tokenizer:
         runtime=240,
     params:
         settings=config["pack"]["tokenizer"],
+        base_model=config["model"]["base"],  # its tokenizer, unless pack.tokenizer.path is set
         seed=config["pack"]["seed"],
         max_length=config["pack"]["max_length"],
     script:
@@ -56,7 +55,7 @@ rule train_tokenizer:
 rule pack_shards:
     input:
         docs=expand(f"{RESULTS}/dedup/{{source}}.parquet", source=SOURCES),
-        heldout=[rules.heldout_split.output[lang] for lang in ("zh", "en", "code")],
+        heldout=[rules.heldout_split.output[lang] for lang in LANGS],
         tokenizer=rules.train_tokenizer.output.model,
     output:
         shards=expand(

@@ -1,4 +1,4 @@
-# pretrain: a base model (the demo initialises a tiny one), continued pretraining, bits per byte.
+# pretrain: a base model (the demo initialises a tiny one), then continued pretraining.
 import json
 
 
@@ -64,33 +64,3 @@ rule pretrain:
         " --checkpoint-dir {params.checkpoints} --stats {output.stats}"
         " --curve {output.curve} --tensorboard {params.tensorboard}"
         " --settings {params.settings:q} > {log} 2>&1"
-
-
-rule eval_bpb:
-    input:
-        base=get_base_model(),
-        pretrained=f"{RESULTS}/pretrain/model",
-        heldout=expand(f"{RESULTS}/heldout/{{lang}}.jsonl", lang=["zh", "en", "code"]),
-    output:
-        bpb=f"{RESULTS}/eval/bpb.json",
-        plot=report(
-            f"{RESULTS}/eval/bpb.png",
-            category="Evaluation",
-            caption="../report/bpb.rst",
-        ),
-    log:
-        f"{RESULTS}/logs/eval_bpb/bpb.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/eval_bpb/bpb.tsv"
-    conda:
-        "../envs/corpus.yaml"
-    threads: 2
-    resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=60,
-    params:
-        langs=["zh", "en", "code"],
-        settings=config["evaluate"]["bpb"],
-    script:
-        "../scripts/eval_bpb.py"

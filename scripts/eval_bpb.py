@@ -2,6 +2,7 @@
 
 import torch
 
+from cama.config import build
 from cama.evaluate.bpb import BpbSettings, bpb_table, evaluate_bpb
 from cama.logs import setup_logging
 from cama.report.evaluate import plot_bpb
@@ -13,7 +14,7 @@ result = evaluate_bpb(
     models={"base": sm.input.base, "pretrained": sm.input.pretrained},
     heldout=dict(zip(sm.params.langs, sm.input.heldout, strict=True)),
     out_json=sm.output.bpb,
-    settings=BpbSettings(**sm.params.settings),
+    settings=build(BpbSettings, sm.params.settings, "evaluate.bpb"),
 )
 log.info("bits per byte:\n%s", bpb_table(result))
 plot_bpb(result, sm.output.plot)

@@ -1,5 +1,6 @@
 """Rule heldout_split: dedup/{source}.parquet -> heldout/{lang}.jsonl + stats."""
 
+from cama.config import LANGS
 from cama.logs import setup_logging
 from cama.pack.split import heldout_split
 
@@ -7,7 +8,7 @@ sm = snakemake  # noqa: F821 (snakemake is injected)
 setup_logging(sm.log[0])
 heldout_split(
     inputs=dict(zip(sm.params.sources, sm.input, strict=True)),
-    outputs={lang: sm.output[lang] for lang in ("zh", "en", "code")},
+    outputs={lang: sm.output[lang] for lang in LANGS},
     out_stats=sm.output.stats,
     fraction=sm.params.settings["fraction"],
     min_docs=sm.params.settings["min_docs"],

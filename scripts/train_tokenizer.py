@@ -13,6 +13,7 @@ train_or_link(
     out_dir=Path(sm.output.model).parent,
     out_stats=sm.output.stats,
     settings=sm.params.settings,
+    base_model=sm.params.base_model,
     seed=sm.params.seed,
     num_threads=sm.threads,
     model_max_length=sm.params.max_length,

@@ -6,17 +6,20 @@ Defaults from the schema are filled in, so code downstream never needs
 ``.get(key, default)`` with a second copy of the default.
 
 **One home for each default.** The schema holds every default. A stage's settings object is
-a dataclass *without* defaults, registered with the config path it mirrors (``@section``)
-and built from the validated section by ``build`` (or ``from_section``, which validates a
-partial section first: tests and benchmarks). ``tests/test_config_keys.py`` checks that
-every registered dataclass has exactly its section's keys, and that every other schema key
-is read by some code.
+a dataclass that mirrors one section, registered with its path (``@section``), whose fields
+are written without defaults: the decorator gives them the schema's. The workflow builds it
+from the validated section with ``build``, which wants every key (``from_section`` validates
+a partial section first: tests, benchmarks). A class that takes only a few keys of a section
+reads each default with ``default(path)``. ``tests/test_config_keys.py`` checks that every
+registered class has exactly its section's keys, and that every other schema key is read by
+some code.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -52,8 +55,21 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+@functools.cache
+def _package_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def languages() -> tuple[str, ...]:
+    """The corpus languages, written once: the schema's ``sources.<name>.lang`` enum."""
+    return tuple(_package_schema()["properties"]["sources"]["patternProperties"]["^[A-Za-z0-9_-]+$"]["properties"]["lang"]["enum"])
+
+
 def load_schema(path: str | Path | None = None) -> dict:
-    return yaml.safe_load((Path(path) if path else SCHEMA_PATH).read_text(encoding="utf-8"))
+    """The schema (the package's, read once; or the file at ``path``), as a fresh dict."""
+    if path:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return copy.deepcopy(_package_schema())
 
 
 def _key(error: jsonschema.ValidationError) -> str:
@@ -89,8 +105,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 
 def schema_at(path: str, schema: dict | None = None) -> dict:
-    """The subschema of a dotted config path (``evaluate.bpb``)."""
-    node = schema or load_schema()
+    """The subschema of a dotted config path (``evaluate.bpb``); read it, do not change it."""
+    node = schema or _package_schema()
     for part in path.split("."):
         node = node["properties"][part]
     return node
@@ -112,7 +128,8 @@ def validate_section(name: str, settings: dict, schema: dict | None = None) -> d
     for part in reversed(parts):
         wrapper = {"type": "object", "properties": {part: wrapper}}
     problems = [_describe(e) for e in _Validator(wrapper).iter_errors(instance)]
-    problems += _cross_checks(instance) if not problems and len(parts) == 1 else []
+    # the cross-checks of a top-level section (a source's filter chain needs the filter section too)
+    problems += _cross_checks(instance) if not problems and len(parts) == 1 and name != "sources" else []
     if problems:
         raise ConfigError(problems)
     return section
@@ -124,15 +141,40 @@ SECTIONS: dict[type, tuple[str, tuple[str, ...]]] = {}
 """Registered settings dataclasses: class -> (config path, fields not taken from the config)."""
 
 
-def section(path: str, *, fixed: tuple[str, ...] = ()) -> Callable[[type], type]:
-    """Register a settings dataclass as the mirror of config section ``path``.
+def default(path: str):
+    """The schema's default of one key (``default("pack.max_length")``), for a dataclass field of
+    a settings object that takes only some keys of a section."""
+    return copy.deepcopy(schema_at(path)["default"])
 
-    Its fields are that section's keys, one for one, with no defaults: the values come from
-    the validated config (the schema fills in defaults). ``fixed`` names fields a stage sets
-    itself rather than from this section (e.g. a second stage reusing a settings class).
+
+def section(path: str, *, fixed: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Register a settings class as the mirror of config section ``path``, and give its fields
+    the schema's defaults. Put it under ``@dataclass``::
+
+        @dataclass(frozen=True)
+        @section("pretrain")
+        class TrainSettings:
+            lr: float
+            \"\"\"Peak learning rate.\"\"\"
+
+    Its fields are that section's keys, one for one, written without defaults: each gets the
+    schema's (a nested settings class, its own class's defaults). ``fixed`` names fields a
+    stage sets itself rather than from this section (a second stage reusing the class).
     """
 
     def register(cls: type) -> type:
+        props = schema_at(path).get("properties", {})
+        hints = typing.get_type_hints(cls)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name in cls.__dict__ or "default" not in props.get(name, {}):
+                continue
+            sub, value = _dataclass_of(hints[name]), props[name]["default"]
+            if sub is not None:
+                setattr(cls, name, dataclasses.field(default_factory=sub))
+            elif isinstance(value, dict | list):
+                setattr(cls, name, dataclasses.field(default_factory=lambda v=value: copy.deepcopy(v)))
+            else:
+                setattr(cls, name, value)
         SECTIONS[cls] = (path, tuple(fixed))
         return cls
 
@@ -257,19 +299,26 @@ def _cross_checks(config: dict) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path, schema: dict | None = None) -> dict:
-    """Read a YAML config file and validate it. Errors name the file too."""
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+def load_config(path: str | Path | list, schema: dict | None = None) -> dict:
+    """Read a YAML config file (or several, merged in order as ``snakemake --configfile a b``
+    merges them) and validate it. Errors name the file too."""
+    paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+    config: dict = {}
+    for p in paths:
+        try:
+            config = deep_merge(config, yaml.safe_load(p.read_text()) or {})
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
     try:
         return validate_config(config, schema)
     except ConfigError as e:
-        raise ConfigError([f"{path}: {p}" for p in e.problems]) from None
+        raise ConfigError([f"{' + '.join(map(str, paths))}: {q}" for q in e.problems]) from None
+
+
+LANGS = languages()
+"""zh, en, code: every per-language output (held-out sets, shards, bits per byte) follows it."""
 
 
 def get(config: dict, dotted: str) -> Any:

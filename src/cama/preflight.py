@@ -100,23 +100,23 @@ def _first(x):
     return x[0] if isinstance(x, list) and x else x
 
 
-def compare_vocab(vocab: Vocab, config: dict, key: str, model_key: str = "model.base") -> list[str]:
+def compare_vocab(vocab: Vocab, hf_config: dict, key: str, model_key: str = "model.base") -> list[str]:
     """The tokenizer against the model's config: vocabulary within the embedding rows, same ids."""
     problems = []
-    rows = config.get("vocab_size")
+    rows = hf_config.get("vocab_size")
     if rows is not None and vocab.size > rows:
         problems.append(
             f"{key}: the tokenizer {vocab.where} has {vocab.size} tokens, more than the "
             f"{rows} embedding rows of {model_key} (config.json vocab_size)"
         )
     for name, ours in (("bos", vocab.bos), ("eos", vocab.eos)):
-        theirs = _first(config.get(f"{name}_token_id"))
+        theirs = _first(hf_config.get(f"{name}_token_id"))
         if theirs is not None and ours is not None and theirs != ours:
             problems.append(
                 f"{key}: the tokenizer's {name.upper()} id is {ours}, {model_key}'s config.json "
                 f"says {name}_token_id {theirs}"
             )
-    pad = _first(config.get("pad_token_id"))
+    pad = _first(hf_config.get("pad_token_id"))
     if pad is not None and vocab.pad is not None and pad != vocab.pad:
         problems.append(f"{key}: the tokenizer's pad id is {vocab.pad}, {model_key}'s config.json says pad_token_id {pad}")
     if pad is not None and rows is not None and pad >= rows:
@@ -338,8 +338,9 @@ def profile_processes(profile: Path) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--configfile", type=Path, default=DEFAULT_CONFIG, help="the run's config (default: %(default)s)"
-    )
+        "--configfile", type=Path, nargs="+", default=[DEFAULT_CONFIG],
+        help="the run's config; several are merged in order, as Snakemake does (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--directory", type=Path, default=Path("."),
         help="the run's working directory (snakemake --directory): model.base and pack.tokenizer.path "
@@ -363,20 +364,20 @@ def run(args: argparse.Namespace) -> int:
         _print_problems(args.configfile, e.problems)
         return 1
     processes = args.processes or (profile_processes(args.profile) if args.profile else None)
-    ctx = Context(directory=args.directory.resolve(), workflow=(args.workflow or workflow_folder(args.configfile)).resolve(),
-                  processes=processes)  # fmt: skip
+    workflow = args.workflow or workflow_folder(args.configfile[0])
+    ctx = Context(directory=args.directory.resolve(), workflow=workflow.resolve(), processes=processes)
     problems = preflight(config, ctx)
     if problems:
         _print_problems(args.configfile, problems)
         return 1
     note = f", {processes} training processes" if processes else ""
-    print(f"{args.configfile}: valid (schema and preflight checks{note})")
+    print(f"{' + '.join(map(str, args.configfile))}: valid (schema and preflight checks{note})")
     return 0
 
 
-def _print_problems(configfile: Path, problems: list[str]) -> None:
+def _print_problems(configfiles: list[Path], problems: list[str]) -> None:
     import sys
 
-    print(f"{configfile}: {len(problems)} problem(s)", file=sys.stderr)
+    print(f"{' + '.join(map(str, configfiles))}: {len(problems)} problem(s)", file=sys.stderr)
     for p in problems:
         print(f"  - {p}", file=sys.stderr)

@@ -9,7 +9,14 @@ import pytest
 from _records import cmrc, humaneval, write_jsonl
 
 from cama.errors import ConfigError
-from cama.lora.data import assistant_runs, load_tokenizer, prepare, read_examples, tokenize, tokenize_splits
+from cama.lora.data import (
+    assistant_runs,
+    load_tokenizer,
+    prepare,
+    read_examples,
+    tokenize,
+    tokenize_splits,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +54,9 @@ def test_bad_records_are_counted_with_their_reason(tmp_path, tok):
     rejected: list[dict] = []
     examples, stats = prepare(path, tok, cutoff_len=512, rejected=rejected)
     assert stats["records_in"] == 12 and len(examples) == stats["examples"] == 6
-    assert stats["rejected"] == {"bad_json": 2, "bad_messages": 3, "no_assistant_turn": 1}
+    assert stats["rejected"] == {"bad_json": 2, "no_messages": 1, "malformed_turn": 2, "bad_turn_order": 1}
     assert stats["records_in"] == stats["examples"] + sum(stats["rejected"].values())
-    assert [(r["line"], r["reason"]) for r in rejected][:3] == [(7, "bad_json"), (8, "bad_json"), (9, "bad_messages")]
+    assert [(r["line"], r["reason"]) for r in rejected][:3] == [(7, "bad_json"), (8, "bad_json"), (9, "no_messages")]
     assert rejected[3]["id"] == "x/2" and all(r["file"] == str(path) for r in rejected)
 
 

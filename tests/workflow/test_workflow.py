@@ -69,7 +69,7 @@ def test_dag_draws_every_stage(tmp_path):
     dot = snakemake(tmp_path, "--dag").stdout
     assert dot.lstrip().startswith("digraph")
     for rule in ("download_source", "normalise_source", "filter_source", "dedup_corpus", "pack_shards", "pretrain", "eval_bpb",
-                 "convert_instruct_source", "build_ie_eval_set", "assemble_instruct"):
+                 "convert_instruct_source", "build_ie_eval_set", "assemble_instruct", "lora_data", "lora", "merge_lora"):
         assert rule in dot
 
 
@@ -97,6 +97,10 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "translate_instruct_source": sum(bool(s.get("translate")) for s in DEMO["instruct"]["sources"].values()),
         "assemble_instruct": 1,
         "instruct_report": 1,
+        # lora: tokenize, tune, merge
+        "lora_data": 1,
+        "lora": 1,
+        "merge_lora": 1,
         # evaluate: one generation job per model, then the scores and the gallery
         "eval_ie_generate": len([m for m in DEMO["evaluate"]["ie"]["models"] if m in EVAL_MODELS]),
         "eval_ie": 1,
@@ -185,7 +189,7 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
     plan = planned_jobs(demo_run)
     downstream = {"dedup_corpus", "corpus_report", "heldout_split", "train_tokenizer", "pack_shards", "pack_report",
                   "init_base_model", "pretrain", "eval_bpb", "assemble_instruct", "instruct_report",
-                  "eval_ie_generate", "eval_ie", "eval_cases"}
+                  "lora_data", "lora", "merge_lora", "eval_ie_generate", "eval_ie", "eval_cases"}
     assert {"corpus_report", "all"} <= set(plan) <= downstream | {"all"}
     snakemake(demo_run, "--cores", "2")
     assert planned_jobs(demo_run) == {}
@@ -194,7 +198,8 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
 def test_report_has_funnel_rejections_and_clusters(demo_run):
     snakemake(demo_run, "--report", "report.html")
     page = (demo_run / "report.html").read_text(errors="replace")
-    for name in ("funnel.png", "rejections.html", "dedup_clusters.png", "instruct_table.html", "instruct_mix.png"):
+    for name in ("funnel.png", "rejections.html", "dedup_clusters.png", "instruct_table.html", "instruct_mix.png",
+                 "loss.png"):
         assert name in page
 
 
@@ -251,6 +256,38 @@ def test_demo_ie_eval_sets_ask_every_label(demo_run):
             groups.setdefault(r["ie"]["group"], []).append(r["ie"]["labels"])
         assert all(b == stats["ie"]["batches"] for b in groups.values())
 
+
+# --- lora -------------------------------------------------------------------------------------------
+
+
+def test_demo_lora_tunes_merges_and_accounts_for_every_record(demo_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cama.chat import CHAT_TEMPLATE
+
+    results = demo_run / "results"
+    data = json.loads((results / "lora/data/stats.json").read_text())
+    rejected = (results / "lora/data/rejected.jsonl").read_text().splitlines()
+    for split in ("train", "val"):
+        s = data[split]
+        n = len((results / f"instruct/{split}.jsonl").read_text().splitlines())
+        assert s["records_in"] == n == s["examples"] + sum(s["rejected"].values()), split
+    assert len(rejected) == sum(sum(data[s]["rejected"].values()) for s in ("train", "val"))
+    stats = json.loads((results / "lora/stats.json").read_text())
+    evals = [e["eval_loss"] for e in stats["eval_curve"]]
+    assert stats["eval_curve"][0]["step"] == 0 and evals[-1] < evals[0]  # validation loss falls from the base's
+    assert stats["world_size"] == 2 and stats["attention"] == "sdpa"
+    for key in ("tokens_per_s", "real_tokens_per_s", "peak_memory_gb"):
+        assert stats[key] > 0, key
+    # the merged model: a full HF folder with the template; it answers in the template's format
+    merged = results / "lora/merged"
+    tok = AutoTokenizer.from_pretrained(str(merged))
+    assert tok.chat_template == CHAT_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(str(merged))
+    prompt = tok.apply_chat_template([{"role": "user", "content": "北京是哪个国家的首都？"}], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)  # fmt: skip
+    out = model.generate(**prompt, max_new_tokens=8, do_sample=False, eos_token_id=tok.eos_token_id)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
 
 # --- evaluate ---------------------------------------------------------------------------------------
 

@@ -67,24 +67,11 @@ HASH_BATCH_BYTES = 1 << 20  # text per vectorised hashing call: ~1 MB keeps arra
 VERIFY_BUDGET_BYTES = 256 << 20  # shingle hashes held at once while verifying
 PAIR_WINDOW = 64  # see minhash.candidate_pairs
 
-_DEFAULT_SHINGLES = {
-    "zh": {"unit": "char", "n": 5},
-    "en": {"unit": "word", "n": 5},
-    "code": {"unit": "word", "n": 5},
-}
-
-
 def resolve_settings(settings: dict) -> dict:
     """Fill the ``dedup`` settings' defaults from config/schema.yaml and validate them."""
     from cama.config import validate_section
 
-    out = validate_section("dedup", settings)
-    mh = out["minhash"]
-    for lang, spec in _DEFAULT_SHINGLES.items():
-        mh["shingles"].setdefault(lang, dict(spec))
-        for k, v in spec.items():
-            mh["shingles"][lang].setdefault(k, v)
-    return out
+    return validate_section("dedup", settings)
 
 
 def normalise(text: str) -> str:

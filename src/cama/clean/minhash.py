@@ -26,8 +26,9 @@ odd weights ``C_k`` may differ by a small power of two). For a pair of documents
 ``bands · N² / 2^65`` spurious candidate pairs (0.8 for 10^9 docs at 28 bands), and
 verification removes those anyway.
 
-Speed (one core, benchmarks/dedup_throughput.py, 10 MB, 112 perms, 14 × 8): en 18.5, zh 19.5,
-code 17.2 MB/s, 1.3-1.7× rensa 0.5.0 and 7-20× datasketch 2.0.0 measured in the same run.
+Speed (one core, benchmarks/dedup_throughput.py, 10 MB, 112 perms, 14 × 8; the README's
+figures): en 14.2, zh 12.2, code 19.4 MB/s, 1.28× / 1.34× / 1.13× rensa 0.5.0 and 6.2× / 11.3× /
+8.6× datasketch 2.0.0 measured in the same run.
 Texts are best hashed ~1 MB at a time (arrays stay in cache; 8 MB batches ran 2× slower).
 """
 

@@ -88,6 +88,10 @@ def download_source(name: str, spec: dict, out_dir: str, settings: dict, workdir
     Raises ``SourceError`` (missing path, 404, checksum mismatch, name clash) or
     ``DownloadError`` (network failure after all retries), each naming the path or URL.
     """
+    from cama.config import validate_section
+
+    settings = validate_section("download", settings)  # the schema's defaults for missing keys
+    spec = validate_section("sources", {name: spec})[name]
     out = Path(out_dir).absolute()
     partial = out.parent / ".partial" / name
     staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -171,7 +175,7 @@ def _fetch_uri(
         return [fetch_url(name, uri, staging, partial, settings, taken)]
     if kind is UriKind.HUB:
         return fetch_hub(name, parse_hub_uri(uri), spec, staging, settings, taken)
-    return fetch_local(name, uri, spec.get("include", []), staging, workdir, settings, taken)
+    return fetch_local(name, uri, spec["include"], staging, workdir, settings, taken)
 
 
 # --- local paths and globs ----------------------------------------------------------------
@@ -197,7 +201,7 @@ def fetch_local(
     for file, rel in matches:
         _claim(taken, rel, str(file), name)
         dest = staging / rel
-        place_file(file, dest, link=settings.get("link_local", False))
+        place_file(file, dest, link=settings["link_local"])
         entries.append(FileEntry(rel, str(file), dest.stat().st_size, file_sha256(dest)))
     logger.info("source %s: %s -> %d file(s)", name, uri, len(entries))
     return entries
@@ -290,9 +294,9 @@ def download_with_retries(
     The bytes already in ``part`` survive every failure, so each retry (and the next
     run) asks only for the rest. Returns ``part`` complete.
     """
-    retries = int(settings.get("retries", 5))
-    backoff = float(settings.get("backoff_seconds", 1.0))
-    timeout = float(settings.get("timeout_seconds", 60))
+    retries = int(settings["retries"])
+    backoff = float(settings["backoff_seconds"])
+    timeout = float(settings["timeout_seconds"])
     part.parent.mkdir(parents=True, exist_ok=True)
     with requests.Session() as session:
         for attempt in range(retries + 1):
@@ -431,10 +435,10 @@ def fetch_hub(
     )
     from huggingface_hub.utils import filter_repo_objects
 
-    revision = spec.get("revision", "main")
-    patterns = hub_patterns(repo, spec.get("include", []))
+    revision = spec["revision"]
+    patterns = hub_patterns(repo, spec["include"])
     where = f"hf://{repo.repo_type}s/{repo.repo_id} (revision {revision})"
-    retries, backoff = int(settings.get("retries", 5)), float(settings.get("backoff_seconds", 1.0))
+    retries, backoff = int(settings["retries"]), float(settings["backoff_seconds"])
     for attempt in range(retries + 1):
         try:
             folder = Path(
@@ -476,7 +480,7 @@ def fetch_hub(
         origin = repo.uri(rel)
         _claim(taken, rel, origin, name)
         dest = staging / rel
-        place_file((folder / rel).resolve(), dest, link=settings.get("link_local", False))
+        place_file((folder / rel).resolve(), dest, link=settings["link_local"])
         entries.append(
             FileEntry(rel, origin, dest.stat().st_size, file_sha256(dest), {"revision": commit})
         )

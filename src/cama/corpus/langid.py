@@ -44,6 +44,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cama.config import default
+
 SAME_LANGUAGE = {
     "zh": frozenset({"zh", "wuu", "yue", "gan", "hak"}),
     "en": frozenset({"en"}),
@@ -133,7 +135,12 @@ class Mismatch:
 class LanguageCheck:
     """Checks batches of documents against one source language."""
 
-    def __init__(self, lang: str, min_score: float = 0.5, sample_chars: int = 2000):
+    def __init__(
+        self,
+        lang: str,
+        min_score: float = default("normalise.lang_check.min_score"),
+        sample_chars: int = default("normalise.lang_check.sample_chars"),
+    ):
         self.lang, self.min_score, self.sample_chars = lang, min_score, sample_chars
 
     @classmethod

@@ -162,7 +162,7 @@ def normalise_source(
     lang = spec["lang"]
     files = manifest_files(raw_dir)
     check = LanguageCheck.from_settings(lang, settings)
-    opencc_config = settings["opencc_config"] if spec.get("opencc") else None
+    opencc_config = settings["opencc_config"] if spec["opencc"] else None
     records_in = bytes_in = 0
     pending: list[dict[str, Any]] = []
     with (

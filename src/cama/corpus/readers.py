@@ -372,7 +372,7 @@ def parse_json_line(raw: RawLine, file: str) -> Any:
         raise RecordError("malformed_json", file, raw.number) from None
 
 
-def read_json(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
+def read_json_records(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
     """A JSON document, parsed whole (there is no streaming JSON parser in the stdlib)."""
     with open_binary(path) as stream:
         try:
@@ -687,7 +687,7 @@ def read_code_file(path: Path, name: str, number: int, limit: int) -> Item:
 
 READERS = {
     "jsonl": read_jsonl,
-    "json": read_json,
+    "json": read_json_records,
     "parquet": read_parquet,
     "txt": read_txt,
     "wiki_xml": read_wiki_xml,

@@ -60,14 +60,14 @@ def strip_trailing_space(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def opencc_converter(config: str = "t2s"):
+def opencc_converter(config: str):
     """One OpenCC converter per config: building one loads its dictionaries (~50 ms)."""
     import opencc  # heavy and only needed by sources with opencc: true
 
     return opencc.OpenCC(config)
 
 
-def to_simplified(text: str, config: str = "t2s") -> str:
+def to_simplified(text: str, config: str) -> str:
     return opencc_converter(config).convert(text)
 
 

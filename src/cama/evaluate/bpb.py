@@ -21,22 +21,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cama.config import from_section, section
 from cama.io import write_json
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
+@section("evaluate.bpb")
 class BpbSettings:
-    """``evaluate.bpb`` in the workflow config."""
+    """``evaluate.bpb`` in the workflow config (defaults: the schema's)."""
 
-    max_docs: int | None = None
+    max_docs: int | None
     """Score at most this many documents per language (null: all held-out documents)."""
-    max_length: int | None = None
+    max_length: int | None
     """Window length in tokens (null: the model's max_position_embeddings)."""
-    stride: int | None = None
+    stride: int | None
     """New tokens scored per window of a long document (null: half the window)."""
-    batch_size: int = 8
+    batch_size: int
     """Windows per forward pass."""
 
 
@@ -134,7 +136,7 @@ def evaluate_bpb(
     language to its jsonl. Writes ``{"models": {name: {lang: {...}}}, "delta": ...}``.
     """
     if isinstance(settings, dict) or settings is None:
-        settings = BpbSettings(**(settings or {}))
+        settings = from_section(BpbSettings, settings)  # checked against the schema, defaults filled
     texts = {lang: read_texts(path, settings.max_docs) for lang, path in heldout.items()}
     out: dict = {"formula": "sum(-ln p) / (utf8_bytes * ln 2)", "models": {}, "paths": {}}
     for name, path in models.items():

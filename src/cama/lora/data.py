@@ -15,8 +15,7 @@ examples + sum(rejected)``):
 | reason | what it means |
 |---|---|
 | ``bad_json`` | the line is not a JSON object |
-| ``bad_messages`` | no ``messages`` list, a turn that is not ``{role, content}`` with string content, or an unknown role |
-| ``no_assistant_turn`` | nothing to learn from: no assistant turn |
+| ``no_messages``, ``malformed_turn``, ``bad_turn_order``, ``empty_instruction``, ``empty_output``, ``unfilled_placeholder`` | the record breaks the contract (``cama.instruct.records.check_messages``, the instruct stage's own check: turns are user/assistant pairs after an optional system turn) |
 | ``template_error`` | the chat template could not render the record (its message is kept) |
 | ``overlong`` | longer than ``cutoff_len`` tokens, under ``overlong: drop`` |
 | ``no_target`` | no assistant token left (an empty answer, or ``truncate`` cut them all) |
@@ -39,11 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from cama.errors import ConfigError
+from cama.instruct.records import check_messages
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant")
-REASONS = ("bad_json", "bad_messages", "no_assistant_turn", "template_error", "overlong", "no_target")
+REASONS = ("bad_json", "no_messages", "malformed_turn", "bad_turn_order", "empty_instruction", "empty_output",
+           "unfilled_placeholder", "template_error", "overlong", "no_target")
 
 
 @dataclass
@@ -57,19 +57,6 @@ class Example:
 
     def __len__(self) -> int:
         return len(self.input_ids)
-
-
-def check_messages(record) -> str | None:
-    """Why a parsed record cannot be rendered, or None."""
-    messages = record.get("messages") if isinstance(record, dict) else None
-    if not isinstance(messages, list) or not messages:
-        return "bad_messages"
-    for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            return "bad_messages"
-    if not any(m["role"] == "assistant" for m in messages):
-        return "no_assistant_turn"
-    return None
 
 
 def tokenize(tokenizer, messages: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +125,7 @@ def prepare(
         rid = rec.get("id", f"{Path(path).name}:{line}") if rec is not None else f"{Path(path).name}:{line}"
         detail = ""
         if reason is None:
-            reason = check_messages(rec)
+            reason = check_messages(rec.get("messages"))  # the instruct stage's own contract check
         if reason is None:
             try:
                 ids, mask = tokenize(tokenizer, rec["messages"])

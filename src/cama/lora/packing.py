@@ -130,6 +130,9 @@ class PackedCollator:
                 labels = np.concatenate([labels, np.full(pad, IGNORE)])
                 pos = np.concatenate([pos, np.arange(pad)])
                 lens = np.concatenate([lens, [pad]])
+        extra = {}
+        if "sample_index" in rows[0]:  # the core's data-order log (cama.train.data.WithIndex)
+            extra["sample_index"] = torch.tensor([r["sample_index"] for r in rows], dtype=torch.long)
         cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
         # the loss's answer positions, found here on the CPU so the training step needs no device sync
         target = np.append(labels[1:], IGNORE)
@@ -144,4 +147,5 @@ class PackedCollator:
             "loss_positions": torch.from_numpy(positions),  # (N,) positions that predict an answer token
             "loss_targets": torch.from_numpy(target[positions]),  # (N,) those tokens
             "num_tokens": torch.tensor(n),  # real tokens (before padding): the core counts these
+            **extra,
         }

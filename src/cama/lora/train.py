@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -102,6 +101,7 @@ def train_lora(
     from cama.lora.data import load_tokenizer, read_examples
     from cama.lora.model import check_targets, lora_model, resolve_attention, use_packed_forward
     from cama.lora.packing import PackedCollator, PackedRows, fill_stats, plan_rows
+    from cama.train.metrics import plot_loss
     from cama.train.run import ModelInfo, fit
 
     data_dir = Path(data_dir)
@@ -184,6 +184,7 @@ def train_lora(
         collator=collator,
         eval_data=PackedRows(val_ex, val_rows),
         eval_steps=settings.eval_steps,
+        eval_on_start=True,  # step 0: the base model's validation loss, what the adapter must beat
         flops=lambda _seq: ftok,
         checkpoint_dir=checkpoint_dir,
         out_dir=out_adapter,
@@ -215,7 +216,7 @@ def train_lora(
         if out_stats:
             write_json(out_stats, stats)
         if out_curve:
-            plot_curves(result.log_history, out_curve)
+            plot_loss(result.log_history, out_curve, title="LoRA instruction tuning (answer tokens)")
     return stats
 
 
@@ -236,54 +237,19 @@ def _peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # KiB on Linux
 
 
-def plot_curves(log_history: list[dict], out_png: str | os.PathLike) -> None:
-    """Training and validation loss against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
-    val = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    if train:
-        ax.plot(*zip(*train, strict=True), color="C0", label="train")
-    if val:
-        ax.plot(*zip(*val, strict=True), color="C1", marker="o", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (answer tokens)")
-    ax.set_title("LoRA instruction tuning")
-    ax.legend()
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> None:
+    from cama.train.run import add_stage_arguments, run_stage
+
     p = argparse.ArgumentParser(prog="python -m cama.lora.train", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="the lora_data rule's folder: train.parquet, val.parquet")
     p.add_argument("--base-model", required=True, help="the HF model to tune (results/pretrain/model)")
     p.add_argument("--out-adapter", required=True, help="where the peft adapter goes")
-    p.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (not a rule output)")
-    p.add_argument("--stats", default=None, help="stats.json")
-    p.add_argument("--curve", default=None, help="train/validation loss PNG")
-    p.add_argument("--tensorboard", default=None, help="TensorBoard folder")
-    p.add_argument("--settings", default="{}", help="the lora section as JSON (or @file.json)")
-    p.add_argument("--log-file", default=None, help="log file (rank 0; other ranks append .rankN)")
+    add_stage_arguments(p, "lora")
     a = p.parse_args(argv)
-    from cama.train.run import setup_rank_logging
-
-    setup_rank_logging(a.log_file)
-    raw = a.settings
-    try:
-        settings = L.from_dict(json.loads(Path(raw[1:]).read_text() if raw.startswith("@") else raw))
-        train_lora(data_dir=a.data, base_model=a.base_model, out_adapter=a.out_adapter,
-                   checkpoint_dir=a.checkpoint_dir, settings=settings, out_stats=a.stats, out_curve=a.curve,
-                   tensorboard_dir=a.tensorboard)  # fmt: skip
-    except ConfigError as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
+    run_stage(a, L.from_dict, lambda settings: train_lora(
+        data_dir=a.data, base_model=a.base_model, out_adapter=a.out_adapter, checkpoint_dir=a.checkpoint_dir,
+        settings=settings, out_stats=a.stats, out_curve=a.curve, tensorboard_dir=a.tensorboard,
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -129,15 +129,3 @@ class BlendDataset(Dataset):
         tokens = np.array(self.readers[s][shard][k - int(self.offsets[s][shard])], dtype=np.int64)
         return {"input_ids": tokens if self.as_numpy else torch.from_numpy(tokens)}
 
-
-def collate(batch: list[dict], pad_id: int = 0) -> dict:
-    """Right-pad a batch; labels are -100 on padding so it carries no loss."""
-    n = max(len(b["input_ids"]) for b in batch)
-    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), n), dtype=torch.long)
-    for r, b in enumerate(batch):
-        t = torch.as_tensor(b["input_ids"])
-        ids[r, : t.numel()] = t
-        mask[r, : t.numel()] = 1
-    labels = ids.masked_fill(mask == 0, -100)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

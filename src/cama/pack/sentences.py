@@ -30,6 +30,7 @@ from functools import cache
 
 import numpy as np
 
+from cama.config import default
 from cama.errors import ConfigError
 
 # zh: one or more delimiters, then any closing quotes/brackets; the cut is after them.
@@ -138,7 +139,7 @@ def _inside(cuts: np.ndarray, n: int) -> np.ndarray:
 EN_SPLITTERS = ("blingfire", "pysbd")
 
 
-def splitter_for(lang: str, en: str = "blingfire") -> Callable[[bytes], np.ndarray]:
+def splitter_for(lang: str, en: str = default("pack.sentences.en")) -> Callable[[bytes], np.ndarray]:
     """The cut-point function for a language; ``en`` picks the English splitter."""
     if lang == "zh":
         return zh_cuts
@@ -153,8 +154,3 @@ def splitter_for(lang: str, en: str = "blingfire") -> Callable[[bytes], np.ndarr
     raise ConfigError(f"lang {lang!r}: no sentence splitter (expected zh, en or code)")
 
 
-def split_text(text: str, lang: str, en: str = "blingfire") -> list[str]:
-    """The sentences of ``text``, for tests and for reading; they join back to ``text``."""
-    data = text.encode("utf-8")
-    bounds = [0, *splitter_for(lang, en)(data).tolist(), len(data)]
-    return [data[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from cama.config import LANGS, default
 from cama.errors import ConfigError
 from cama.io import count_rows, write_json
 from cama.pack.indexed import IndexedWriter, dtype_for_vocab
@@ -69,17 +70,24 @@ HIST_BINS = 32  # sample-length histogram bins over [0, max_length]
 
 @dataclass(frozen=True)
 class PackSettings:
-    """How documents become samples (the ``pack`` config section, less the split and tokenizer)."""
+    """How documents become samples: some keys of the ``pack`` section (defaults: the schema's),
+    and two of the stage's own batch sizes."""
 
-    max_length: int = 1024  # tokens per sample, BOS/EOS included
-    min_tokens: int = 20  # samples of ≤ this many tokens are dropped
-    packing: str = "greedy"  # greedy | best_fit
-    en_splitter: str = "blingfire"  # blingfire | pysbd
-    batch_docs: int = 1024  # documents per sentencepiece call (and per write)
-    best_fit_window: int = 1 << 20  # tokens of pieces gathered before best-fit packs them
+    max_length: int = default("pack.max_length")  # tokens per sample, BOS/EOS included
+    min_tokens: int = default("pack.min_tokens")  # samples of ≤ this many tokens are dropped
+    packing: str = default("pack.packing")  # greedy | best_fit
+    en_splitter: str = default("pack.sentences.en")  # blingfire | pysbd
     # split every document into sentences, also those that fit whole in one sample,
     # only to count sentences per sample (the output is the same; en splitting costs ~20 %)
-    sentence_stats: bool = False
+    sentence_stats: bool = default("pack.sentence_stats")
+    batch_docs: int = 1024  # documents per sentencepiece call (and per write): not config
+    best_fit_window: int = 1 << 20  # tokens of pieces gathered before best-fit packs them: not config
+
+    @classmethod
+    def from_config(cls, pack: dict) -> PackSettings:
+        """From the validated ``pack`` section."""
+        return cls(max_length=pack["max_length"], min_tokens=pack["min_tokens"], packing=pack["packing"],
+                   en_splitter=pack["sentences"]["en"], sentence_stats=pack["sentence_stats"])  # fmt: skip
 
     def check(self) -> None:
         check_max_length(self.max_length)
@@ -411,7 +419,7 @@ def source_weights(
             peers = [s for s in samples if langs[s] == lang and s not in mixture]
             total = sum(samples[s] for s in peers)
             raw[source] = float(mixture[lang]) * (n / total if total else 0.0)
-        unknown = set(mixture) - set(samples) - set(langs.values()) - {"zh", "en", "code"}
+        unknown = set(mixture) - set(samples) - set(langs.values()) - set(LANGS)
         if unknown:
             raise ConfigError([f"pack.mixture.{k}: not a source or a language" for k in sorted(unknown)])
     raw = {s: (w if samples[s] else 0.0) for s, w in raw.items()}  # an empty source cannot be drawn
@@ -550,13 +558,7 @@ def run_pack_shards(
     """The ``pack_shards`` rule: ``pack`` is the config's ``pack`` section (defaults filled in)."""
     from cama.pack.split import load_heldout_ids
 
-    settings = PackSettings(
-        max_length=pack["max_length"],
-        min_tokens=pack["min_tokens"],
-        packing=pack["packing"],
-        en_splitter=pack.get("sentences", {}).get("en", "blingfire"),
-        sentence_stats=bool(pack.get("sentence_stats", False)),
-    )
+    settings = PackSettings.from_config(pack)
     return pack_shards(
         inputs,
         langs,
@@ -567,6 +569,6 @@ def run_pack_shards(
         out_stats,
         settings,
         workers=pack["workers"],
-        mixture=pack.get("mixture"),
+        mixture=pack["mixture"],
         seed=pack["seed"],
     )

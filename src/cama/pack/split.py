@@ -20,11 +20,10 @@ import logging
 import os
 from pathlib import Path
 
+from cama.config import LANGS  # zh, en, code: the schema's list
 from cama.io import atomic_path, iter_parquet, write_json
 
 log = logging.getLogger(__name__)
-
-LANGS = ("zh", "en", "code")
 
 
 def id_hash(doc_id: str, seed: int) -> float:

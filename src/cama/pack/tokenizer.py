@@ -39,25 +39,27 @@ encoder's). Measured on 2 shared cores (benchmarks/pack_throughput.py, anchors' 
 ours/seed 1.29x -> 2.96x and ours/ceiling 0.93x -> 2.20x; code 1.87x -> 5.69x seed;
 Chinese (few spaces: long words, all misses) unchanged, 3.21x -> 3.22x seed, 0.96x
 ceiling. The benchmark repeats its corpus to 50 MB, so the cache is warm after the first
-pass; one pass over the unique text (2.6 MB English) still takes 0.32 CPU-s against
-0.52 for the chunked encoder (1.6x), 0.16 warm (3.2x); unique code gains nothing cold.
+pass. One pass over unique text (its ``unique`` pass, demo corpus, 2026-12-04, the README's
+figures): English 1.40x plain ``sp.encode`` by CPU time with a cold cache, Chinese 0.65x
+(space-delimited "words" there are whole paragraphs: all misses, and the cache's work is
+pure cost).
 """
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import os
 import random
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
 
+from cama.config import default
 from cama.errors import ConfigError
 from cama.io import atomic_path, write_json
 
@@ -272,15 +274,17 @@ def sample_lines(lines: Iterable[str], max_lines: int, seed: int) -> list[str]:
 def train_tokenizer(
     texts: Iterable[str],
     out_dir: str | os.PathLike,
-    vocab_size: int = 8000,
-    character_coverage: float = 0.9995,
-    max_lines: int = 2_000_000,
-    seed: int = 0,
+    vocab_size: int = default("pack.tokenizer.vocab_size"),
+    character_coverage: float = default("pack.tokenizer.character_coverage"),
+    max_lines: int = default("pack.tokenizer.max_lines"),
+    seed: int = default("pack.seed"),
     num_threads: int = 1,
-    model_max_length: int = 1024,
+    model_max_length: int = default("pack.max_length"),
 ) -> dict:
     """Train a LLaMA-style sentencepiece BPE on ``texts`` and save an HF tokenizer dir.
 
+    The model is written from memory (``model_writer``), so its trainer spec names no
+    temporary file: the same texts and settings give a byte-identical ``tokenizer.model``.
     Returns a summary (lines, vocabulary size, settings) that the caller writes to stats.
     """
     import sentencepiece as spm
@@ -309,33 +313,37 @@ def train_tokenizer(
         num_threads=num_threads,
         minloglevel=2,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = os.path.join(tmp, "tokenizer")
-        try:
-            spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=prefix, **settings)
-        except RuntimeError as e:
-            if "Vocabulary size is smaller than required_chars" in str(e):
-                raise ConfigError(
-                    f"pack.tokenizer.vocab_size: {vocab_size} is smaller than the characters to cover "
-                    f"({e}); raise it or lower pack.tokenizer.character_coverage"
-                ) from None
-            raise
-        model = Path(prefix + ".model")
-        save_hf_tokenizer(model, out_dir, model_max_length)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, **settings)
+    except RuntimeError as e:
+        if "Vocabulary size is smaller than required_chars" in str(e):
+            raise ConfigError(
+                f"pack.tokenizer.vocab_size: {vocab_size} is smaller than the characters to cover "
+                f"({e}); raise it or lower pack.tokenizer.character_coverage"
+            ) from None
+        raise
+    save_hf_tokenizer(model.getvalue(), out_dir, model_max_length)
     tok = Tokenizer(out_dir)
     log.info("trained tokenizer on %d lines: vocab %d -> %s", len(lines), tok.vocab_size, out_dir)
     return {"lines": len(lines), "vocab_size": tok.vocab_size, "settings": settings}
 
 
-def save_hf_tokenizer(model_file: str | os.PathLike, out_dir: str | os.PathLike, model_max_length: int = 1024) -> None:
-    """Write ``out_dir`` as a LLaMA HF tokenizer: tokenizer.model + configs (+ tokenizer.json).
+def save_hf_tokenizer(
+    model: bytes | str | os.PathLike, out_dir: str | os.PathLike, model_max_length: int = default("pack.max_length")
+) -> None:
+    """Write ``out_dir`` as a LLaMA HF tokenizer: tokenizer.model (its bytes, or a copy of the
+    file) + configs (+ tokenizer.json).
 
     tokenizer.json (the fast tokenizer) is added when transformers is installed.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "tokenizer.model") as tmp:
-        shutil.copyfile(model_file, tmp)
+        if isinstance(model, bytes):
+            tmp.write_bytes(model)
+        else:
+            shutil.copyfile(model, tmp)
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     write_json(out / "special_tokens_map.json", special)
     write_json(
@@ -360,31 +368,21 @@ def save_hf_tokenizer(model_file: str | os.PathLike, out_dir: str | os.PathLike,
     LlamaTokenizerFast.from_pretrained(str(out)).save_pretrained(str(out))
 
 
-def load_or_train(
-    path: str | os.PathLike | None,
-    out_dir: str | os.PathLike,
-    texts: Iterable[str] | None = None,
-    **train_kwargs,
-) -> dict:
-    """The ``train_tokenizer`` rule: copy the base model's tokenizer into ``out_dir``, or train one."""
-    if path:
-        model = resolve_model_file(path)
-        Tokenizer(model)  # fails now, with the key named, if it is not a usable model
-        src = Path(path)
-        if src.is_dir():
-            shutil.copytree(src, out_dir, dirs_exist_ok=True)
-        else:
-            save_hf_tokenizer(model, out_dir, train_kwargs.get("model_max_length", 1024))
-        tok = Tokenizer(out_dir)
-        return {"source": str(path), "vocab_size": tok.vocab_size, "trained": False}
-    summary = train_tokenizer(texts or [], out_dir, **train_kwargs)
-    return {"source": None, "trained": True, **summary}
+def copy_base_tokenizer(path: str | os.PathLike, out_dir: str | os.PathLike, model_max_length: int) -> dict:
+    """The base model's tokenizer into ``out_dir``: its tokenizer files only (never the weights
+    beside them), or the HF files around a bare sentencepiece ``.model``."""
+    from cama.train.save import copy_tokenizer
 
-
-def describe(out_dir: str | os.PathLike) -> str:
-    """One line for logs: the vocabulary and special ids."""
+    model = resolve_model_file(path)
+    Tokenizer(model)  # fails now, with the key named, if it is not a usable model
+    src = Path(path)
+    if src.is_dir() and (src / "tokenizer_config.json").is_file():
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        copy_tokenizer(src, out_dir)
+    else:
+        save_hf_tokenizer(model, out_dir, model_max_length)
     tok = Tokenizer(out_dir)
-    return json.dumps({"vocab_size": tok.vocab_size, "bos": tok.bos_id, "eos": tok.eos_id})
+    return {"source": str(path), "vocab_size": tok.vocab_size, "trained": False}
 
 
 def train_or_link(
@@ -393,41 +391,35 @@ def train_or_link(
     out_dir: str | os.PathLike,
     out_stats: str | os.PathLike,
     settings: dict,
-    seed: int = 0,
+    base_model: str | os.PathLike | None = None,
+    seed: int = default("pack.seed"),
     num_threads: int = 1,
-    model_max_length: int = 1024,
+    model_max_length: int = default("pack.max_length"),
 ) -> dict:
     """The ``train_tokenizer`` rule: ``settings`` is the ``pack.tokenizer`` config section.
 
-    Trains on the training documents only: the held-out ones (``heldout`` jsonl files) are skipped.
+    The tokenizer is ``pack.tokenizer.path``, else the base model's (``model.base``): a run
+    that continues an existing model never gets a new tokenizer. Only with neither (the demo)
+    is one trained, on the training documents only: the held-out ones are skipped.
     """
     from cama.io import iter_parquet
     from cama.pack.split import load_heldout_ids
 
-    held = load_heldout_ids(heldout)
+    path = settings["path"] or base_model
+    if path:
+        summary = copy_base_tokenizer(path, out_dir, model_max_length)
+    else:
+        held = load_heldout_ids(heldout)
 
-    def texts() -> Iterator[str]:
-        for path in docs:
-            for row in iter_parquet(path, columns=["id", "text"]):
-                if row["id"] not in held and row["text"]:
-                    yield row["text"]
+        def texts() -> Iterator[str]:
+            for doc_path in docs:
+                for row in iter_parquet(doc_path, columns=["id", "text"]):
+                    if row["id"] not in held and row["text"]:
+                        yield row["text"]
 
-    summary = load_or_train(
-        settings.get("path"),
-        out_dir,
-        texts=None if settings.get("path") else texts(),
-        **(
-            {}
-            if settings.get("path")
-            else dict(
-                vocab_size=settings["vocab_size"],
-                character_coverage=settings["character_coverage"],
-                max_lines=settings["max_lines"],
-                seed=seed,
-                num_threads=num_threads,
-                model_max_length=model_max_length,
-            )
-        ),
-    )
+        summary = train_tokenizer(texts(), out_dir, vocab_size=settings["vocab_size"],
+                                  character_coverage=settings["character_coverage"], max_lines=settings["max_lines"],
+                                  seed=seed, num_threads=num_threads, model_max_length=model_max_length)  # fmt: skip
+        summary = {"source": None, "trained": True, **summary}
     write_json(out_stats, summary)
     return summary

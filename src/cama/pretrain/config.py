@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from cama.config import from_section, section
 
 
-@section("model.init")
 @dataclass(frozen=True)
+@section("model.init")
 class ModelInit:
     """A LLaMA initialised from scratch (the demo, and the GPU benchmark), with a fixed seed."""
 

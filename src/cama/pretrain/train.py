@@ -28,10 +28,8 @@ Everything else (processes, ZeRO, the Trainer, complete checkpoints and exact re
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-from pathlib import Path
 
 from cama.errors import ConfigError
 from cama.io import read_json, write_json
@@ -106,30 +104,18 @@ def pretrain(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cama.train.run import add_stage_arguments, run_stage
+
     p = argparse.ArgumentParser(prog="python -m cama.pretrain.train", description=__doc__.split("\n")[0])
     p.add_argument("--blend", required=True, help="shards/blend.json from the pack stage")
     p.add_argument("--base-model", required=True, help="HF LLaMA folder (weights + tokenizer)")
     p.add_argument("--out-model", required=True, help="where the final HF weights go")
-    p.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (not a rule output)")
-    p.add_argument("--stats", default=None, help="stats.json")
-    p.add_argument("--curve", default=None, help="loss curve PNG")
-    p.add_argument("--tensorboard", default=None, help="TensorBoard folder")
-    p.add_argument("--settings", default="{}", help="the pretrain section as JSON (or @file.json)")
-    p.add_argument("--log-file", default=None, help="log file (rank 0; other ranks append .rankN)")
+    add_stage_arguments(p, "pretrain")
     a = p.parse_args(argv)
-    from cama.train.run import setup_rank_logging
-
-    setup_rank_logging(a.log_file)
-    raw = a.settings
-    try:
-        settings = S.from_dict(json.loads(Path(raw[1:]).read_text() if raw.startswith("@") else raw))
-        pretrain(
-            blend=a.blend, base_model=a.base_model, out_model=a.out_model, checkpoint_dir=a.checkpoint_dir,
-            settings=settings, out_stats=a.stats, out_curve=a.curve, tensorboard_dir=a.tensorboard,
-        )  # fmt: skip
-    except ConfigError as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
+    run_stage(a, S.from_dict, lambda settings: pretrain(
+        blend=a.blend, base_model=a.base_model, out_model=a.out_model, checkpoint_dir=a.checkpoint_dir,
+        settings=settings, out_stats=a.stats, out_curve=a.curve, tensorboard_dir=a.tensorboard,
+    ))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ def fit(
     derived: dict | None = None,
     eval_data: Any = None,
     eval_steps: int | None = None,
+    eval_on_start: bool = False,
     flops: Callable[[int], float] | None = None,
     tensorboard_dir: str | os.PathLike | None = None,
     callbacks: Sequence[Any] = (),
@@ -239,6 +240,7 @@ def fit(
         save_total_limit=settings.save_total_limit,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=eval_steps if evaluate else None,
+        eval_on_start=bool(evaluate and eval_on_start),  # the curve starts at the untuned model's loss
         prediction_loss_only=True,
         report_to=report_to,
         disable_tqdm=True,
@@ -394,3 +396,25 @@ def exit_finished_process(status: int = 0) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def add_stage_arguments(p, section: str) -> None:
+    """The options every training module takes after its own inputs (``--settings`` is ``section``)."""
+    p.add_argument("--checkpoint-dir", required=True, help="resumable checkpoints (not a rule output)")
+    p.add_argument("--stats", default=None, help="stats.json")
+    p.add_argument("--curve", default=None, help="loss curve PNG")
+    p.add_argument("--tensorboard", default=None, help="TensorBoard folder")
+    p.add_argument("--settings", default="{}", help=f"the {section} section as JSON (or @file.json)")
+    p.add_argument("--log-file", default=None, help="log file (rank 0; other ranks append .rankN)")
+
+
+def run_stage(args, settings_from: Callable[[dict], Any], train: Callable[[Any], Any]) -> None:
+    """A training module's main: logging, the settings from ``--settings``, ``train(settings)``;
+    a ``ConfigError`` is logged and exits 2 (no traceback)."""
+    setup_rank_logging(args.log_file)
+    raw = args.settings
+    try:
+        train(settings_from(json.loads(Path(raw[1:]).read_text() if raw.startswith("@") else raw)))
+    except ConfigError as e:
+        log.error("%s", e)
+        raise SystemExit(2) from None

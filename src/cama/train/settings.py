@@ -1,9 +1,9 @@
 """Training settings, as dataclasses with a docstring per field (after litgpt), and their checks.
 
 The fields mirror a config section one for one (``pretrain`` for continued pretraining) and
-have no defaults: the schema (``src/cama/resources/schema.yaml``) is their one home, and
-``cama.config.build`` makes the object from the validated section. ``from_dict`` does the
-same for a partial section (tests, benchmarks, a second stage's own section).
+take their defaults from the schema (``src/cama/resources/schema.yaml``), their one home
+(``cama.config.section``). ``from_dict`` builds the object from a (partial) section, checked
+against the schema first, every problem named by its key.
 
 ``batch_sizes`` and ``basic_problems`` gather the problems that the JSON schema cannot see,
 each naming its key, before any process group is started.
@@ -18,6 +18,7 @@ from cama.config import from_section, section
 
 
 @dataclass(frozen=True)
+@section("pretrain.zero")
 class ZeroSettings:
     """DeepSpeed ZeRO. ``null`` for a size lets DeepSpeed (or transformers' "auto") choose."""
 
@@ -51,8 +52,8 @@ class ZeroSettings:
     """Stage 3: optimizer step in groups of this many elements (bounds the offload buffers)."""
 
 
-@section("pretrain")
 @dataclass(frozen=True)
+@section("pretrain")
 class TrainSettings:
     """One training run: batch, schedule, AdamW, precision, kernels, ZeRO, checkpoints, logs.
 

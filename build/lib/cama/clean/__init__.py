@@ -1,0 +1,1 @@
+"""clean: keep good documents (filter) and drop repeated ones (dedup)."""

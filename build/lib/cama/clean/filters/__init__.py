@@ -1,0 +1,33 @@
+"""Document filters: one small class per heuristic, chained per language.
+
+``build_chain(lang, settings)`` turns the validated ``filter.<lang>`` config block into a
+:class:`~cama.clean.filters.base.FilterChain`, in the order the block lists its filters,
+skipping those with ``enabled: false``.
+"""
+
+from __future__ import annotations
+
+from cama.clean.filters import chinese, code, english, toxicity
+from cama.clean.filters.base import Doc, Filter, FilterChain, Reject
+from cama.clean.filters.pii import PiiMasker, mask
+
+FILTERS_BY_LANG: dict[str, dict[str, type[Filter]]] = {
+    "en": {**english.FILTERS, **toxicity.FILTERS},
+    "zh": {**chinese.FILTERS, **toxicity.FILTERS},
+    "code": {**code.FILTERS},
+}
+
+
+def build_chain(lang: str, settings: dict) -> FilterChain:
+    """The chain for ``lang`` from ``settings`` = validated ``config['filter'][lang]``."""
+    known = FILTERS_BY_LANG[lang]
+    filters = []
+    for name, block in settings.items():
+        if name not in known:
+            raise KeyError(f"filter.{lang}.{name}: no such filter (known: {', '.join(known)})")
+        if block.get("enabled", True):
+            filters.append(known[name](**block))
+    return FilterChain(filters, lang)
+
+
+__all__ = ["Doc", "Filter", "FilterChain", "PiiMasker", "Reject", "build_chain", "mask"]

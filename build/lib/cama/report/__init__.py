@@ -1,0 +1,1 @@
+"""report: plots and tables that `snakemake --report` gathers."""
