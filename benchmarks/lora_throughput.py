@@ -195,7 +195,7 @@ def run_peer(name: str, work: Path, sc: dict) -> dict:
 
     dtype = torch.bfloat16 if cuda else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(work / "base"), dtype=dtype, attn_implementation=attn)
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # as the stage seeds (lora.train.seed 0) right before peft draws the A matrices
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                                              target_modules=TARGETS))  # fmt: skip
     collate = pad_collate if variant == "padded" else DataCollatorWithFlattening()

@@ -22,7 +22,7 @@ from _records import cmrc, humaneval, write_jsonl
 pytestmark = pytest.mark.slow
 
 SETTINGS = {
-    "r": 8, "alpha": 16, "dropout": 0.0, "cutoff_len": 256, "pack_length": 512, "eval_steps": 3,
+    "r": 8, "alpha": 16, "cutoff_len": 256, "pack_length": 512, "eval_steps": 3,
     "train": {"max_steps": 9, "global_batch_size": 2, "lr": 3e-3, "warmup_steps": 1, "save_steps": 3,
               "logging_steps": 1, "dataloader_workers": 0, "log_sample_ids": True},
 }  # fmt: skip
@@ -83,7 +83,7 @@ def test_a_run_writes_a_plain_peft_adapter_and_its_numbers(straight, tiny_base):
 
     stats = json.loads((straight / "stats.json").read_text())
     assert stats["steps"] == 9 and stats["attention"] == "sdpa" and stats["zero_stage"] == 0
-    assert [e["step"] for e in stats["eval_curve"]] == [3, 6, 9]
+    assert [e["step"] for e in stats["eval_curve"]] == [0, 3, 6, 9]  # step 0: the untuned model
     assert stats["eval_curve"][-1]["eval_loss"] < stats["eval_curve"][0]["eval_loss"]  # validation loss falls
     for key in ("tokens_per_s", "real_tokens_per_s", "peak_memory_gb", "flops_per_token"):
         assert stats[key] > 0, key

@@ -47,20 +47,27 @@ def resolve_attention(name: str, cuda: bool) -> str:
 # ----------------------------------------------------------------------------- attention
 
 
-_varlen_kwargs: dict | None = None
+_varlen_kwargs: dict = {}
 _compiled_flex = None
 
 
-def _varlen(query, key, value, cu, max_len: int, scale: float):
-    """varlen_attn across torch versions: (T, H, D) in, (T, H, D) out, causal, grouped-query."""
+def prepare_varlen() -> None:
+    """Fit the call to this torch's ``varlen_attn`` (its keywords changed between releases).
+
+    Done once, eagerly, before any compiled block traces the call."""
     from torch.nn.attention.varlen import varlen_attn
 
-    global _varlen_kwargs
-    if _varlen_kwargs is None:
-        params = inspect.signature(varlen_attn).parameters
-        _varlen_kwargs = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
-        if "enable_gqa" in params:
-            _varlen_kwargs["enable_gqa"] = True
+    params = inspect.signature(varlen_attn).parameters
+    _varlen_kwargs.clear()
+    _varlen_kwargs.update({"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)})
+    if "enable_gqa" in params:
+        _varlen_kwargs["enable_gqa"] = True
+
+
+def _varlen(query, key, value, cu, max_len: int, scale: float):
+    """(T, H, D) in, (T, H, D) out, causal within each example of ``cu``."""
+    from torch.nn.attention.varlen import varlen_attn
+
     return varlen_attn(query, key, value, cu, cu, max_len, max_len, scale=scale, **_varlen_kwargs)
 
 
@@ -82,7 +89,7 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     if "cama_cu_seq_lens" in kwargs:
         q = query[0].transpose(0, 1)  # (T, H, D)
         k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)
-        if k.shape[1] != q.shape[1] and "enable_gqa" not in (_varlen_kwargs or {"enable_gqa": 1}):
+        if k.shape[1] != q.shape[1] and "enable_gqa" not in _varlen_kwargs:  # this torch's kernel wants equal heads
             rep = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
         out = _varlen(q.contiguous(), k.contiguous(), v.contiguous(), kwargs["cama_cu_seq_lens"],
@@ -145,8 +152,12 @@ def check_targets(model, targets: list[str], key: str = "lora.target_modules") -
 
 
 def lora_model(base_dir: str | os.PathLike, *, r: int, alpha: float, dropout: float, targets: list[str],
-               dtype, attention: str = "sdpa", device=None):  # fmt: skip
-    """The frozen base with LoRA adapters on ``targets`` (a ``PeftModel``)."""
+               dtype, attention: str = "sdpa", device=None, seed: int | None = None):  # fmt: skip
+    """The frozen base with LoRA adapters on ``targets`` (a ``PeftModel``).
+
+    ``seed`` seeds torch's generator right before peft draws the A matrices, so every run
+    and every rank starts from the same adapters."""
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -159,6 +170,8 @@ def lora_model(base_dir: str | os.PathLike, *, r: int, alpha: float, dropout: fl
     check_targets(base, targets)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                         bias="none", task_type="CAUSAL_LM")  # fmt: skip
+    if seed is not None:
+        torch.manual_seed(seed)
     return get_peft_model(base, config)
 
 
@@ -172,6 +185,8 @@ def use_packed_forward(peft_model, attention: str, *, max_len: int, fused_loss: 
     """Route this model's forward through ``packed_forward`` (see the module docstring)."""
     import types
 
+    if attention == "varlen":
+        prepare_varlen()
     lm = causal_lm(peft_model)
     lm._cama = {"attention": attention, "max_len": max_len, "fused": fused_loss, "chunk": loss_chunk}
     lm.forward = types.MethodType(packed_forward, lm)

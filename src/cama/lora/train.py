@@ -148,7 +148,7 @@ def train_lora(
 
     def model():
         net = lora_model(base_model, r=settings.r, alpha=settings.alpha, dropout=settings.dropout,
-                         targets=settings.target_modules, dtype=dtype)  # fmt: skip
+                         targets=settings.target_modules, dtype=dtype, seed=train_cfg.seed)  # fmt: skip
         use_packed_forward(net, attention, max_len=settings.cutoff_len, fused_loss=settings.fused_loss,
                            loss_chunk=settings.loss_chunk)  # fmt: skip
         return net
