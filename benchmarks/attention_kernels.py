@@ -10,7 +10,7 @@ formula does: 3 × the causal forward (2·s²·d per sequence and layer).
 
     python benchmarks/attention_kernels.py [--batch 8] [--seq 2048] [--json out.json]
 
-Prints a table and the ratio of the fastest to ``default``. ``cama.pretrain.attention.AUTO``
+Prints a table and the ratio of the fastest to ``default``. ``cama.train.attention.AUTO``
 is set from this measurement.
 """
 

@@ -36,8 +36,9 @@ One variant under a launcher of your choice::
     PYTHONPATH=src deepspeed --num_gpus 2 benchmarks/pretrain_mfu.py --variant ours_zero3 --out r.json
     PYTHONPATH=src torchrun --nproc_per_node 2 benchmarks/pretrain_mfu.py --variant plain --out r.json
 
-Needs torch, transformers and deepspeed (and numpy); pyarrow is stubbed if absent (cama.io
-only builds Parquet schemas at import; nothing here reads Parquet).
+Needs torch, transformers, numpy and pyyaml (and deepspeed for the ZeRO variants); pyarrow is
+stubbed if absent (cama.io only builds Parquet schemas at import; nothing here reads Parquet),
+and jsonschema is not needed (the settings are built directly, defaults from the schema).
 """
 
 from __future__ import annotations
@@ -96,11 +97,11 @@ def write_random_blend(folder: Path, samples: int, seq: int, seed: int = 0) -> P
 
 
 def base_config(seq: int, smoke: bool = False):
-    from cama.pretrain.config import model_init_from_dict
+    from cama.pretrain.config import ModelInit
     from cama.pretrain.model import llama_config
 
     shape = SMOKE_SHAPE if smoke else SHAPE
-    cfg = llama_config(model_init_from_dict({"max_position_embeddings": seq, **shape}), VOCAB)
+    cfg = llama_config(ModelInit(max_position_embeddings=seq, **shape), VOCAB)  # other fields: the schema's
     cfg.attn_implementation = "sdpa"
     return cfg
 
@@ -127,7 +128,7 @@ def write_base_model(folder: Path, seq: int, smoke: bool = False) -> Path:
 
 def run_ours(work: Path, args, zero3: bool, sharded: bool = False, callbacks: tuple = ()) -> dict:
     from cama.pretrain.train import pretrain
-    from cama.train.settings import from_dict
+    from cama.train.settings import TrainSettings, ZeroSettings
 
     world = int(os.environ.get("WORLD_SIZE", 1))
     mb = args.micro_batch or 8
@@ -141,13 +142,14 @@ def run_ours(work: Path, args, zero3: bool, sharded: bool = False, callbacks: tu
     zero = {"stage": 3} if zero3 else {"stage": "auto"}  # forced 3: the stage tunes it by what fits
     if sharded:  # DeepSpeed's own thresholds: parameters partitioned, gathered per use
         zero = {"stage": 3, "stage3_param_persistence_threshold": 10 * SHAPE["hidden_size"], "overlap_comm": True}
-    settings = from_dict({
-        "max_steps": args.steps, "micro_batch_size": mb, "gradient_accumulation_steps": 1,
-        "seq_length": args.seq, "lr": 1e-4, "warmup_steps": 2, "precision": "auto" if args.smoke else "bf16",
-        "gradient_checkpointing": False, "torch_compile": not args.no_compile, "sdpa_backend": args.sdpa_backend,
-        "save_steps": 10**6, "logging_steps": args.log_every, "dataloader_workers": 0 if args.smoke else 2,
-        "zero": zero, "peak_tflops": args.peak,
-    })  # fmt: skip
+    # the keys not given take the schema's defaults (no jsonschema needed: the GPU image may lack it)
+    settings = TrainSettings(
+        max_steps=args.steps, micro_batch_size=mb, gradient_accumulation_steps=1,
+        seq_length=args.seq, lr=1e-4, warmup_steps=2, precision="auto" if args.smoke else "bf16",
+        gradient_checkpointing=False, torch_compile=not args.no_compile, sdpa_backend=args.sdpa_backend,
+        save_steps=10**6, logging_steps=args.log_every, dataloader_workers=0 if args.smoke else 2,
+        zero=ZeroSettings(**zero), peak_tflops=args.peak,
+    )  # fmt: skip
     stats = pretrain(blend=blend, base_model=base, out_model=work / "out", checkpoint_dir=work / "ckpt",
                      settings=settings, callbacks=callbacks)  # fmt: skip
     timed = [r for r in stats["loss_curve"] if r["step"] > args.warmup and "tokens_per_s" in r]

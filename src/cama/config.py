@@ -26,12 +26,14 @@ import typing
 from collections.abc import Callable, Mapping
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from cama.errors import ConfigError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 # The schema ships inside the package (config/schema.yaml links to it), so validation works
 # from a wheel installed anywhere, not only from a checkout.
@@ -49,10 +51,21 @@ def _with_defaults(validator_class):
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
+    import jsonschema
+
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+@functools.cache
+def _validator_class():
+    import jsonschema  # on first use: the settings classes need only the schema file (GPU images)
+
+    return _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _Validator(schema: dict):  # noqa: N802  (it stands for the validator class)
+    """A schema validator that fills in defaults."""
+    return _validator_class()(schema)
 
 
 @functools.cache

@@ -137,15 +137,35 @@ def same_vocab(ours: Vocab, theirs: Vocab) -> str | None:
 # ----------------------------------------------------------------------------- the checks
 
 
+def any_local_file(path: Path, include: list[str]) -> bool:
+    """Whether a local path, folder or glob names at least one file (``include`` applied to
+    names as ``cama.corpus.sources.local_matches`` gives them).
+
+    Stops at the first: a real code tree may hold millions of files, and this runs before
+    every workflow run."""
+    import glob
+
+    from cama.corpus.sources import glob_base, matches_include
+
+    def found(hit: Path, base: Path) -> bool:
+        if hit.is_file():
+            return matches_include(hit.relative_to(base).as_posix(), include)
+        for root, _, files in os.walk(hit):
+            if any(matches_include((Path(root) / f).relative_to(base).as_posix(), include) for f in files):
+                return True
+        return False
+
+    text = str(path)
+    if glob.has_magic(text):
+        base = glob_base(text)
+        return any(found(Path(hit), base) for hit in glob.iglob(text, recursive=True))
+    if path.is_dir():
+        return found(path, path)
+    return path.exists() and found(path, path.parent)
+
+
 def check_sources(config: dict, ctx: Context) -> list[str]:
-    from cama.corpus.sources import (
-        UriKind,
-        as_uri_list,
-        classify_uri,
-        expand_path,
-        local_matches,
-        parse_hub_uri,
-    )
+    from cama.corpus.sources import UriKind, as_uri_list, classify_uri, expand_path, parse_hub_uri
     from cama.errors import SourceError
 
     problems = []
@@ -162,7 +182,7 @@ def check_sources(config: dict, ctx: Context) -> list[str]:
             if kind == UriKind.HTTP:
                 continue  # the download stage fetches it (and retries)
             path = expand_path(uri, ctx.workflow)
-            if not local_matches(path, spec.get("include") or []):
+            if not any_local_file(path, spec.get("include") or []):
                 hint = " (an environment variable in it is not set)" if "$" in str(path) else ""
                 problems.append(f"sources.{name}.uri: no file at {path}{hint}")
     return problems

@@ -183,7 +183,7 @@ def _child_setup(launcher_pid: int):
 def run(cmd: Sequence[str], env: Mapping[str, str]) -> int:
     """Run ``cmd`` as this process's child, which dies with it; forward termination signals."""
     env = {**env, LAUNCHER: f"{socket.gethostname()}:{os.getpid()}"}
-    proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_child_setup(os.getpid()))  # noqa: PLW1509
+    proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_child_setup(os.getpid()))
 
     def forward(signum, _frame):
         proc.send_signal(signum)

@@ -1,1 +1,0 @@
-"""clean: keep good documents (filter) and drop repeated ones (dedup)."""

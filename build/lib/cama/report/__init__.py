@@ -1,1 +1,0 @@
-"""report: plots and tables that `snakemake --report` gathers."""
