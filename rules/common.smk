@@ -105,7 +105,7 @@ def get_final_output():
         *expand(f"{RESULTS}/instruct/eval/{{ieset}}.jsonl", ieset=IE_SETS),
         f"{RESULTS}/lora/stats.json",
         f"{RESULTS}/lora/merged",
-        f"{RESULTS}/eval/ie.json",
+        *([f"{RESULTS}/eval/ie.json"] if IE_SETS else []),
         f"{RESULTS}/eval/cases.md",
     ]
 

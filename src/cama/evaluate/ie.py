@@ -211,6 +211,8 @@ def generate_answers(
     settings = resolve(generation or {})
     records = {name: first_sentences(read_eval_set(path), max_sentences) for name, path in sets.items()}
     flat = [(name, r) for name, rs in records.items() for r in rs]
+    if not flat:
+        raise CamaError(f"no IE evaluation records in {', '.join(map(str, sets.values())) or 'no sets'}")
     engine = Engine.load(model, adapter, **{k: v for k, v in (engine_settings or {}).items() if v is not None})
     log.info("IE generation: %d records from %d sets with %s%s (%s)", len(flat), len(sets), model,
              f" + {adapter}" if adapter else "", settings)  # fmt: skip

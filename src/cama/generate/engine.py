@@ -404,6 +404,8 @@ class Engine:
             Request(self.encode(p), s, (lambda piece, i=i: on_token(i, piece)) if on_token else None, stream=False)
             for i, (p, s) in enumerate(zip(prompts, per, strict=True))
         ]
+        if not reqs:
+            return []
         if self._thread is not None:
             for r in reqs:
                 self._enqueue(r, block=True)
