@@ -21,10 +21,10 @@ include: "rules/corpus.smk"
 include: "rules/clean.smk"
 include: "rules/pack.smk"
 include: "rules/pretrain.smk"
-include: "rules/evaluate.smk"
 include: "rules/instruct.smk"
 include: "rules/lora.smk"
 include: "rules/report.smk"
+include: "rules/evaluate.smk"  # last: it scores the models the rules above make
 
 
 preflight()  # every problem a real run would meet later, named before the first job

@@ -110,4 +110,49 @@ def get_final_output():
         *expand(f"{RESULTS}/instruct/eval/{{ieset}}.jsonl", ieset=IE_SETS),
         f"{RESULTS}/lora/stats.json",
         f"{RESULTS}/lora/merged",
+        *([f"{RESULTS}/eval/ie.json"] if IE_SETS else []),
+        f"{RESULTS}/eval/cases.md",
     ]
+
+
+# --- evaluate (rules/evaluate.smk) ---
+
+
+def made_by_workflow(path):
+    """True when a rule of the workflow writes ``path`` (e.g. the LoRA stage's lora/adapter)."""
+    return any(str(f) == path for r in workflow.rules for f in r.output)
+
+
+def get_cases_file():
+    """evaluate.cases.file: in the working directory if it is there, else in the repository."""
+    path = Path(config["evaluate"]["cases"]["file"])
+    return str(
+        path if path.is_absolute() or path.exists() else Path(workflow.basedir) / path
+    )
+
+
+def get_eval_models():
+    """Model name -> {"model": HF folder, "adapter": peft folder or None}: base and pretrained
+    always, lora (adapter on the pretrained model) and merged when the LoRA stage makes them.
+    """
+    models = {
+        "base": {"model": get_base_model(), "adapter": None},
+        "pretrained": {"model": f"{RESULTS}/pretrain/model", "adapter": None},
+        "lora": {
+            "model": f"{RESULTS}/pretrain/model",
+            "adapter": f"{RESULTS}/lora/adapter",
+        },
+        "merged": {"model": f"{RESULTS}/lora/merged", "adapter": None},
+    }
+    return {
+        name: m
+        for name, m in models.items()
+        if not m["adapter"] or made_by_workflow(m["adapter"])
+        if name != "merged" or made_by_workflow(m["model"])
+    }
+
+
+def get_model_inputs(wildcards):
+    """The model folder (and adapter) of one evaluated model."""
+    m = EVAL_MODELS[wildcards.model]
+    return {"model": m["model"], **({"adapter": m["adapter"]} if m["adapter"] else {})}

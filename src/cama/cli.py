@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lora": ("cama.lora.cli", "LoRA instruction tuning under the launcher (what the lora rule runs)"),
     "merge": ("cama.lora.merge", "merge a LoRA adapter into its base model: a full HF folder with the chat template"),
     "instruct": ("cama.instruct.cli", "instruction data by hand: convert a source, translate records, parse an IE answer"),
+    "eval": ("cama.evaluate.cli", "evaluate by hand: IE micro-F1 of a model (ie), lm-evaluation-harness (lm-eval)"),
+    "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
 }
 
 

@@ -80,6 +80,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSONL file; a line that is not JSON
+    raises ``CamaError`` naming the file and the line."""
+    from cama.errors import CamaError
+
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise CamaError(f"{path}:{number}: not JSON: {e.msg}") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
