@@ -36,4 +36,28 @@ def get_final_output():
         f"{RESULTS}/shards/blend.json",
         f"{RESULTS}/report/sample_lengths.png",
         f"{RESULTS}/eval/bpb.json",
-    ]
+    ] + get_publish_outputs()
+
+
+def get_publish_inputs():
+    """What the publish stage reads. At merge time, the LoRA stage (issue 12) and the IE
+    evaluation (issue 13) each change one line here, as the comments say."""
+    return {
+        "base": get_base_model(),
+        "tuned": f"{RESULTS}/pretrain/model",  # LoRA: f"{RESULTS}/lora/merged"
+        "adapter": [],  # LoRA: [f"{RESULTS}/lora/adapter"]
+        "evals": [f"{RESULTS}/eval/bpb.json"],  # IE: + [f"{RESULTS}/eval/ie.json"]
+        "instruct_stats": [],  # instruct: [f"{RESULTS}/instruct/stats.json"]
+        "normalise": expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
+        "filter": expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),
+        "dedup": f"{RESULTS}/dedup/stats.json",
+        "blend": f"{RESULTS}/shards/blend.json",
+    }
+
+
+def get_publish_outputs():
+    """The hub-ready folder always; the upload record only when publish.repo_id is set."""
+    out = [f"{RESULTS}/publish", f"{RESULTS}/report/model_card.html"]
+    if config["publish"]["repo_id"]:
+        out.append(f"{RESULTS}/publish.upload.json")
+    return out

@@ -5,7 +5,7 @@ The endpoints, as ``hf_api.py``, ``file_download.py``, ``_commit_api.py`` and ``
 (``{type}s`` is ``models`` or ``datasets``; a model repo's file URLs have no type prefix):
 
 Read
-- ``GET  /api/{type}s/{owner}/{name}/revision/{rev}``: repo info; ``sha`` is the head commit;
+- ``GET  /api/{type}s/{owner}/{name}[/revision/{rev}]``: repo info; ``sha`` is the head commit;
 - ``GET  /api/{type}s/{owner}/{name}/tree/{rev}[/{path}]?recursive=...``: the listing (``type``,
   ``path``, ``size``, ``oid``; LFS files add ``lfs: {oid: sha256, size, pointerSize}``), one page;
 - ``HEAD|GET [/datasets]/{owner}/{name}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``,
@@ -22,7 +22,8 @@ Write (every call needs ``Authorization: Bearer <token>`` when the hub has a tok
 - ``POST /{repo}.git/info/lfs/objects/batch``: the git-LFS batch API, ``basic`` transfer: an
   ``upload`` action (a ``PUT`` here) and a ``verify`` action, or no action for an object the
   server already has;
-- ``PUT /lfs/{oid}``: the object; its sha256 must be its oid; ``POST /lfs/{oid}/verify``;
+- ``PUT /lfs/{oid}?sig=...``: the object, to a pre-signed URL (no token: the signature is the
+  credential, as with the Hub's storage); its sha256 must be its oid; ``POST /lfs/{oid}/verify``;
 - ``POST /api/{type}s/{repo}/commit/{rev}``: ndjson (``header``, ``file`` base64, ``lfsFile``,
   ``deletedFile``); every ``lfsFile`` must have been uploaded; the result is a new commit.
 
@@ -31,7 +32,8 @@ so tests that upload set ``HF_HUB_DISABLE_XET=1``, and the client takes the LFS 
 which the Hub also serves. Downloads take plain HTTP because no ``X-Xet-Hash`` header is sent.
 
 Faults: ``hub.stall[path] = n`` makes the next GET of ``path`` send its headers and first ``n``
-bytes, then hang until ``hub.release`` is set (a download to interrupt); ``hub.corrupt[path] =
+bytes, then hang until ``hub.release`` is set (a process to kill mid-file); ``hub.drop[path] =
+n`` sends ``n`` bytes and then drops the connection (a network failure); ``hub.corrupt[path] =
 bytes`` serves other bytes than the listing says. Errors carry ``X-Error-Code``
 (RepoNotFound, RevisionNotFound, EntryNotFound), which the client maps to its exceptions.
 """
@@ -43,17 +45,22 @@ import fnmatch
 import hashlib
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
 LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.model", "*.gz", "*.zst", "*.parquet", "*.arrow")
 LFS_MIN_SIZE = 10 * 1024 * 1024
+
+
+def _sign(oid: str) -> str:
+    return hashlib.sha256(f"fake-hub-storage:{oid}".encode()).hexdigest()[:32]
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -88,8 +95,10 @@ class FakeHub:
     token: str | None = None  # when set, writes (and reads of private repos) need it
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     auth_seen: list[str] = field(default_factory=list)  # Authorization headers received
+    ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of ranged GETs
     objects: dict[str, bytes] = field(default_factory=dict)  # LFS store, by sha256
     stall: dict[str, int] = field(default_factory=dict)
+    drop: dict[str, int] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
     endpoint: str = ""
@@ -139,6 +148,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _read_route(self, body: bool) -> None:
             _, parts = self._path()
+            if parts[:1] == ["api"] and len(parts) == 4 and parts[1] in ("datasets", "models"):
+                return self._api(parts[1][:-1], f"{parts[2]}/{parts[3]}", "revision", "main", "")
             if parts[:1] == ["api"] and len(parts) >= 6 and parts[1] in ("datasets", "models"):
                 return self._api(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4], parts[5], "/".join(parts[6:]))
             if parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
@@ -152,12 +163,15 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/api/validate-yaml":
                 return self._validate_yaml(data)
+            if parts[:1] == ["lfs"] and len(parts) == 2 and self.command == "PUT":
+                # a pre-signed URL, as the Hub's storage hands out: the signature is the credential
+                if parse_qs(urlsplit(self.path).query).get("sig") != [_sign(parts[1])]:
+                    return self._error(403, "SignatureDoesNotMatch")
+                return self._lfs_put(parts[1], data)
             if not self._authorised():
                 return self._error(401, "Unauthorized", message="Invalid credentials in Authorization header")
             if path == "/api/repos/create":
                 return self._create(json.loads(data))
-            if parts[:1] == ["lfs"] and len(parts) == 2 and self.command == "PUT":
-                return self._lfs_put(parts[1], data)
             if parts[:1] == ["lfs"] and len(parts) == 3 and parts[2] == "verify":
                 return self._json({"ok": parts[1] in hub.objects}, 200 if parts[1] in hub.objects else 404)
             m = re.fullmatch(r"/(?:(datasets)/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
@@ -217,6 +231,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
             if m and body:
                 start = int(m.group(1))
+                hub.ranges.append((file, self.headers["Range"]))
             self.send_response(206 if start else 200)
             self.send_header("X-Repo-Commit", commit)
             self.send_header("ETag", f'"{etag}"')
@@ -231,11 +246,18 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if not body:
                 return
-            cut = hub.stall.pop(file, None) if body else None
+            cut = hub.stall.pop(file, None)
             if cut is not None:  # send a part, then hang: the client is killed mid-file
                 self.wfile.write(data[start : start + cut])
                 self.wfile.flush()
                 hub.release.wait(60)
+                self.close_connection = True
+                return
+            cut = hub.drop.pop(file, None)
+            if cut is not None:  # send a part, then drop the connection: a network failure
+                self.wfile.write(data[start : start + cut])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
             self.wfile.write(data[start:])
@@ -280,7 +302,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 entry = {"oid": o["oid"], "size": o["size"], "authenticated": True}
                 if o["oid"] not in hub.objects:
                     entry["actions"] = {
-                        "upload": {"href": f"{hub.endpoint}/lfs/{o['oid']}"},
+                        "upload": {"href": f"{hub.endpoint}/lfs/{o['oid']}?sig={_sign(o['oid'])}"},
                         "verify": {"href": f"{hub.endpoint}/lfs/{o['oid']}/verify"},
                     }
                 objects.append(entry)

@@ -67,6 +67,7 @@ def eval_metrics(evals: list[str | os.PathLike], tuned: str | os.PathLike) -> tu
                         "task_type": "text-generation" if kind == "bits_per_byte" else "information-extraction",
                         "dataset_type": f"cama/{Path(path).stem}",
                         "dataset_name": f"held-out {dataset}" if kind == "bits_per_byte" else dataset,
+                        "dataset_config": dataset,  # the Hub groups results by type and config
                         "metric_type": kind,
                         "metric_name": "bits per byte (lower is better)" if kind == "bits_per_byte" else "F1",
                         "metric_value": round(per[me], 4),
@@ -76,7 +77,7 @@ def eval_metrics(evals: list[str | os.PathLike], tuned: str | os.PathLike) -> tu
 
 
 def _fmt(v) -> str:
-    return "" if v is None else f"{v:.4g}"
+    return "" if v is None else f"{v:.4f}"
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -1,8 +1,10 @@
 """``cama download --repo-id ORG/NAME [--only diff|lora|all] [--recover --base B]``.
 
-``snapshot_download`` fetches the repository into a local folder; a rerun after an interruption
-resumes each partial file where it stopped (HTTP ``Range``). Then every downloaded file is
-checked against ``SHA256SUMS``; a file that does not match is removed (the next run fetches it
+``snapshot_download`` fetches the repository into a local folder. A dropped connection resumes
+from the byte it reached (HTTP ``Range``, retried within the run); a rerun after a killed run
+skips the files that were finished and fetches the cut one again (huggingface_hub 2.x keeps
+partial files per process: its PR #4228), and the killed run's partial file is removed. Then
+every downloaded file is checked against ``SHA256SUMS``; a file that does not match is removed (the next run fetches it
 again) and named. With ``--recover``, the diff is then turned into the tuned model
 (``cama recover``): download, verify, recover and verify in one command. A token, needed for a
 private repo only, comes from ``HF_TOKEN`` in the environment.
@@ -49,6 +51,10 @@ def download(
     )  # fmt: skip
     n = verify_sums(Path(path), select=lambda rel: selected(rel, only))
     log.info("%s: %d files downloaded and verified against %s", local_dir, n, SUMS)
+    # a killed run's partial files (huggingface_hub names them per process and cannot remove them)
+    for stale in (local_dir / ".cache" / "huggingface" / "download").rglob("*.incomplete"):
+        log.info("removing %s, left by an interrupted download", stale)
+        stale.unlink(missing_ok=True)
     print(f"downloaded {repo_id} to {local_dir}: {n} files match {SUMS}")
     result = {"repo_id": repo_id, "local_dir": str(local_dir), "verified": n}
     if recover_base:

@@ -152,3 +152,26 @@ def build_publish_folder(
     }
     log.info("hub-ready folder %s: %d files, %.1f MB (%s)", out, stats["files"], stats["bytes"] / 1e6, stats["weights"])
     return stats
+
+
+def write_card_html(folder: str | os.PathLike, out: str | os.PathLike) -> None:
+    """A page for ``snakemake --report``: the card as written, then every file with size and sha256."""
+    import html
+
+    from cama.io import atomic_path
+
+    folder = Path(folder)
+    sums = read_sums(folder)
+    rows = "".join(
+        f"<tr><td>{html.escape(rel)}</td><td style='text-align:right'>{(folder / rel).stat().st_size:,}</td>"
+        f"<td><code>{h}</code></td></tr>"
+        for rel, h in sums.items()
+    )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>model card</title>"
+        f"<h2>{html.escape(folder.name)}/README.md</h2>"
+        f"<pre style='white-space:pre-wrap'>{html.escape((folder / 'README.md').read_text(encoding='utf-8'))}</pre>"
+        f"<h2>Files ({len(sums)}, {SUMS})</h2><table><tr><th>path</th><th>bytes</th><th>sha256</th></tr>{rows}</table>"
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
