@@ -81,6 +81,8 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "init_base_model": 1,
         "pretrain": 1,
         "eval_bpb": 1,
+        "weight_diff": 1,
+        "publish_folder": 1,
     }
 
 
@@ -164,7 +166,7 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
     # the filter is deterministic. The stats differ in their timings, so the report reruns.)
     plan = planned_jobs(demo_run)
     downstream = {"dedup_corpus", "corpus_report", "heldout_split", "train_tokenizer", "pack_shards", "pack_report",
-                  "init_base_model", "pretrain", "eval_bpb"}
+                  "init_base_model", "pretrain", "eval_bpb", "weight_diff", "publish_folder"}
     assert {"corpus_report", "all"} <= set(plan) <= downstream | {"all"}
     snakemake(demo_run, "--cores", "2")
     assert planned_jobs(demo_run) == {}
@@ -175,3 +177,38 @@ def test_report_has_funnel_rejections_and_clusters(demo_run):
     page = (demo_run / "report.html").read_text(errors="replace")
     for name in ("funnel.png", "rejections.html", "dedup_clusters.png"):
         assert name in page
+
+
+# ----------------------------------------------------------------------------- publish (issue 14)
+
+
+def test_demo_publishes_a_diff_a_card_and_sums(demo_run):
+    from huggingface_hub import ModelCard
+
+    pub = demo_run / "results/publish"
+    proc = subprocess.run(["sha256sum", "--check", "--strict", "SHA256SUMS"], cwd=pub, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((pub / "diff/manifest.json").read_text())
+    assert manifest["format"] == "cama-weight-diff" and manifest["stats"]["tensors"] > 0
+    card = ModelCard.load(pub / "README.md")
+    assert "**These weights are a diff, not a model.**" in card.text and "No LoRA adapter" in card.text
+    bpb = json.loads((demo_run / "results/eval/bpb.json").read_text())["models"]["pretrained"]
+    assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
+        lang: round(v["bpb"], 4) for lang, v in bpb.items()
+    }
+    for source in SOURCES:  # every corpus, with its licence, in the data table
+        assert f"| {source} |" in card.text
+    assert "unknown (see the source)" not in card.text
+    assert not (demo_run / "results/publish.upload.json").exists()  # no repo id: no upload
+
+
+def test_demo_model_recovers_bit_exactly_from_base_and_diff(demo_run, tmp_path):
+    out = tmp_path / "recovered"
+    cmd = [sys.executable, "-m", "cama.cli", "recover", "--base", "results/pretrain/base", "--diff", "results/publish/diff", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    model = demo_run / "results/pretrain/model"
+    files = sorted(p.name for p in model.iterdir() if not p.name.startswith("."))  # not Snakemake's timestamp
+    assert sorted(p.name for p in out.iterdir()) == files
+    for name in files:
+        assert (model / name).read_bytes() == (out / name).read_bytes(), name

@@ -323,7 +323,9 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     bh = hashlib.sha256() if b.name not in base_hash else None
     same = b.dtype == t.dtype and b.shape == t.shape
     fixes = 0
-    fix_budget = t.nbytes // (8 + itemsize(t.dtype))  # more fixes than this: send the tensor whole
+    idx_code = "I32" if t.numel < 2**31 else "I64"
+    idx_dtype = torch_dtype(idx_code)
+    fix_budget = t.nbytes // (itemsize(idx_code) + itemsize(t.dtype))  # more fixes than this: send it whole
     with tempfile.TemporaryFile(dir=tmp) as fix_idx, tempfile.TemporaryFile(dir=tmp) as fix_val:
         w.begin(t.name, p.diff_dtype, diff_shape)
         tfd, bfd = reader.fd(t.file), reader.fd(b.file)
@@ -344,7 +346,7 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
                 if fixes > fix_budget:
                     w.rollback()
                     return None
-                fix_idx.write(tensor_bytes(bad + start))
+                fix_idx.write(tensor_bytes((bad + start).to(idx_dtype)))
                 fix_val.write(tensor_bytes(tv[bad]))
             dh.update(tensor_bytes(d))
             w.write(tensor_bytes(d))
@@ -374,8 +376,8 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
         if p.base_rows is not None:
             entry["base_rows"] = p.base_rows
         if fixes:
-            entry["fix"] = {"count": fixes}
-            for suffix, f, code in (("index", fix_idx, "I64"), ("value", fix_val, t.dtype)):
+            entry["fix"] = {"count": fixes, "index_dtype": idx_code}
+            for suffix, f, code in (("index", fix_idx, idx_code), ("value", fix_val, t.dtype)):
                 h = hashlib.sha256()
                 w.begin(f"{t.name}:fix_{suffix}", code, (fixes,))
                 f.seek(0)

@@ -17,8 +17,8 @@ One JSON document, written by ``cama diff make`` and read by ``cama recover``::
                              name, file, dtype, shape, sha256 (of the tuned bytes), kind, and
       kind "diff"            base (the base tensor it is added to), diff {file, dtype, sha256},
                              arithmetic, optionally base_rows + new_rows {sha256} (a vocabulary that
-                             grew: rows past base_rows travel whole) and fix {count, index_sha256,
-                             value_sha256}
+                             grew: rows past base_rows travel whole) and fix {count, index_dtype,
+                             index_sha256, value_sha256}
       kind "same"            base: the tuned tensor is the base tensor, bit for bit
       kind "full"            diff {file, sha256}: the tuned tensor travels whole (no base tensor
                              to diff against, a shape that changed, or a non-float dtype)

@@ -71,7 +71,7 @@ def check_diff_shards(diff_dir: Path, manifest: dict) -> dict[str, Header]:
         if "new_rows" in e:
             expected[f][f"{e['name']}:new_rows"] = (e["dtype"], (e["shape"][0] - rows, *e["shape"][1:]))
         if "fix" in e:
-            expected[f][f"{e['name']}:fix_index"] = ("I64", (e["fix"]["count"],))
+            expected[f][f"{e['name']}:fix_index"] = (e["fix"]["index_dtype"], (e["fix"]["count"],))
             expected[f][f"{e['name']}:fix_value"] = (e["dtype"], (e["fix"]["count"],))
     headers = {}
     for name, want in expected.items():
@@ -158,7 +158,6 @@ def recover(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     reader, out_fds = _Reader(), {}
-    total = sum(v["size"] for v in manifest["tuned"]["weight_files"].values())
     try:
         for name, meta in manifest["tuned"]["weight_files"].items():
             raw = meta["header"].encode("utf-8")
@@ -170,6 +169,7 @@ def recover(
             tmp_header = read_header(tmp / name)
             assert tmp_header.raw == raw
             layout.update(tmp_header.tensors)
+        total = sum(t.nbytes for t in layout.values())
         from cama.logs import progress
 
         bar = progress(total=total, unit="B", unit_scale=True, desc="recover")
@@ -255,9 +255,9 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_dir: Pat
             bv = read_elements(reader.fd(b.file), b, start, n)
             r = (dv.to(A) + bv.to(A)).to(T)
             if fix_idx is not None:
-                lo, hi = torch.searchsorted(fix_idx, torch.tensor([start, start + n]))
+                lo, hi = torch.searchsorted(fix_idx, torch.tensor([start, start + n], dtype=fix_idx.dtype)).tolist()
                 if hi > lo:
-                    r[fix_idx[lo:hi] - start] = fix_val[lo:hi]
+                    r[fix_idx[lo:hi].long() - start] = fix_val[lo:hi]
             v = tensor_bytes(r)
             th.update(v)
             pwrite_all(fd, v, dest.begin + start * size)
