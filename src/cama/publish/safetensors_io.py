@@ -221,12 +221,16 @@ class ModelFiles:
         return sum(t.nbytes for t in self.tensors.values())
 
 
-def read_elements(fd: int, info: TensorInfo, start: int, count: int):
-    """Elements ``[start, start + count)`` of ``info`` (flattened, row-major) as a 1-D torch tensor."""
+def read_elements(fd: int, info: TensorInfo, start: int, count: int, out=None):
+    """Elements ``[start, start + count)`` of ``info`` (flattened, row-major) as a 1-D torch tensor.
+
+    ``out``: a uint8 tensor of at least ``count × itemsize`` bytes to read into (reused buffers
+    spare the allocator and the page faults of a fresh buffer per chunk).
+    """
     import torch
 
     size = itemsize(info.dtype)
-    buf = torch.empty(count * size, dtype=torch.uint8)
+    buf = torch.empty(count * size, dtype=torch.uint8) if out is None else out[: count * size]
     view = memoryview(buf.numpy())
     offset, got = info.begin + start * size, 0
     while got < len(view):
