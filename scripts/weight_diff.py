@@ -1,14 +1,11 @@
 """Rule weight_diff: tuned - base, streamed, with its manifest -> diff/ (cama diff make)."""
 
-import torch
-
 from cama.io import write_json
 from cama.logs import setup_logging
 from cama.publish.diff import make_diff
 
 sm = snakemake  # noqa: F821 (snakemake is injected)
 setup_logging(sm.log[0])
-torch.set_num_threads(sm.threads)
 settings = sm.params.settings
 stats = make_diff(
     base=sm.input.base,
@@ -17,5 +14,6 @@ stats = make_diff(
     diff_dtype=settings["diff_dtype"],
     max_shard_size=settings["max_shard_size"],
     run_config={"command": "snakemake rule weight_diff", "workflow_config": dict(sm.config)},
+    threads=min(sm.threads, 2),
 )
 write_json(sm.output.stats, stats)

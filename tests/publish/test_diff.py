@@ -90,7 +90,7 @@ def test_fixes_make_special_values_exact(tiny_base, tmp_path):
 
 
 def test_chunk_size_does_not_change_the_diff(tiny_base, tuned_tiny, tiny_diff, tmp_path):
-    make_diff(base=tiny_base, tuned=tuned_tiny, out=tmp_path / "d", max_shard_size="100KB", chunk_elems=97)
+    make_diff(base=tiny_base, tuned=tuned_tiny, out=tmp_path / "d", max_shard_size="100KB", chunk_elems=97, threads=1)
     differ = [n for n in same_files(tiny_diff, tmp_path / "d") if n != "manifest.json"]
     assert differ == []
     a, b = load_manifest(tiny_diff), load_manifest(tmp_path / "d")

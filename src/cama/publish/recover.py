@@ -139,8 +139,12 @@ def recover(
     diff: str | os.PathLike,
     out: str | os.PathLike,
     chunk_elems: int = CHUNK_ELEMS,
+    threads: int = 2,
 ) -> dict:
-    """Rebuild the tuned model folder ``out`` from ``base`` and the diff folder; return stats."""
+    """Rebuild the tuned model folder ``out`` from ``base`` and the diff folder; return stats.
+
+    ``threads``: 1 does everything in this thread; 2 hashes and writes in a second one.
+    """
     import torch
 
     t0 = time.perf_counter()
@@ -157,7 +161,9 @@ def recover(
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    reader, out_fds = _Reader(chunk_elems), {}
+    reader, out_fds = _Reader(chunk_elems, threads), {}
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see _Reader
     try:
         for name, meta in manifest["tuned"]["weight_files"].items():
             raw = meta["header"].encode("utf-8")
@@ -199,6 +205,7 @@ def recover(
         raise
     finally:
         reader.close()
+        torch.set_num_threads(torch_threads)
     stats = {
         "tensors": len(manifest["tensors"]),
         "verified": len(manifest["tensors"]),
@@ -240,11 +247,12 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
         overlap = _rows_elems(dest, e.get("base_rows"))
         fixes = _Fixes(reader, diff_headers, e, chunk) if "fix" in e else None
         dh = hashlib.sha256()
-        for start in range(0, overlap, chunk):
-            n = min(chunk, overlap - start)
-            dv, bv = reader.read(d, start, n, "d"), reader.read(b, start, n, "b")
-            dh.update(tensor_bytes(dv))
-            fa, fb, r = reader.buffer("a", A, n), reader.buffer("b_A", A, n), reader.buffer("r", T, n)
+        for k, start in enumerate(range(0, overlap, chunk)):
+            n, par = min(chunk, overlap - start), k % 2
+            reader.wait(par)  # the worker is done with this parity's buffers
+            dv, bv = reader.read(d, start, n, f"d{par}"), reader.read(b, start, n, "b")
+            reader.later(par, dh.update, tensor_bytes(dv))
+            fa, fb, r = reader.buffer("a", A, n), reader.buffer("b_A", A, n), reader.buffer(f"r{par}", T, n)
             fa.copy_(dv)
             fb.copy_(bv)
             fa.add_(fb)
@@ -253,11 +261,13 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
                 idx, val = fixes.until(start + n)
                 if idx.numel():
                     if int(idx.min()) < start or int(idx.max()) >= start + n:  # a damaged index
+                        reader.wait()
                         fixes.damaged()
                     r[idx.long() - start] = val
             v = tensor_bytes(r)
-            th.update(v)
-            pwrite_all(fd, v, dest.begin + start * size)
+            reader.later(par, th.update, v)
+            reader.later(par, pwrite_all, fd, v, dest.begin + start * size)
+        reader.wait()
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
         if fixes is not None:
             fixes.check()
@@ -334,15 +344,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diff", required=True, help="the diff folder (manifest.json + diff shards)")
     parser.add_argument("--out", required=True, help="the tuned model folder to write (must not exist, or be empty)")
     parser.add_argument("--chunk-elems", type=int, default=CHUNK_ELEMS, help="elements per chunk (memory ~ 40 bytes each)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=2, choices=[1, 2], help="2: hash and write in a second thread (default)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    recover(base=args.base, diff=args.diff, out=args.out, chunk_elems=args.chunk_elems)
+    recover(base=args.base, diff=args.diff, out=args.out, chunk_elems=args.chunk_elems, threads=args.threads)
     return 0
 
 

@@ -297,9 +297,14 @@ class ReservedShardWriter:
         assert self._open is None, "a tensor is already open"
         self._open = (name, dtype, tuple(shape), self.pos)
 
+    def reserve(self, n: int) -> int:
+        """Room for ``n`` more bytes of the open tensor; returns the file offset to ``pwrite`` them at."""
+        offset = self.data_start + self.pos
+        self.pos += n
+        return offset
+
     def write(self, data: memoryview) -> None:
-        pwrite_all(self.fd, data, self.data_start + self.pos)
-        self.pos += len(data)
+        pwrite_all(self.fd, data, self.reserve(len(data)))
 
     def end(self) -> None:
         name, dtype, shape, start = self._open
