@@ -171,6 +171,17 @@ class _Reader:
 
         return read_elements(self.fd(info.file), info, start, n, out=self.buffer(key, torch.float64, n).view(torch.uint8))
 
+    def stream(self, info: TensorInfo, begin: int, end: int, *fns) -> None:
+        """Read elements ``[begin, end)`` of ``info`` a chunk at a time; each ``fn(start, bytes)``
+        runs on the worker, in order."""
+        for k, start in enumerate(range(begin, end, self.chunk)):
+            n, par = min(self.chunk, end - start), k % 2
+            self.wait(par)
+            data = tensor_bytes(self.read(info, start, n, f"s{par}"))
+            for fn in fns:
+                self.later(par, fn, start, data)
+        self.wait()
+
     def close(self) -> None:
         if self.worker is not None:
             for p in (0, 1):
@@ -357,8 +368,7 @@ def _one_tensor(p: Planned, w: ReservedShardWriter, n_shards: int, reader: _Read
 
 def _finish_base_hash(b: TensorInfo, h, done_elems: int, reader: _Reader, chunk: int) -> None:
     """Hash the base tensor's elements from ``done_elems`` on (rows the tuned tensor does not use)."""
-    for start in range(done_elems, b.numel, chunk):
-        h.update(tensor_bytes(reader.read(b, start, min(chunk, b.numel - start), "b")))
+    reader.stream(b, done_elems, b.numel, lambda _, data: h.update(data))
 
 
 def _hash_tensor(b: TensorInfo, reader: _Reader, chunk: int) -> str:

@@ -122,8 +122,7 @@ def check_base(base: ModelFiles, manifest: dict, chunk: int = CHUNK_ELEMS) -> No
     try:
         for name, w in want.items():
             t, h = base.tensors[name], hashlib.sha256()
-            for start in range(0, t.numel, chunk):
-                h.update(tensor_bytes(reader.read(t, start, min(chunk, t.numel - start), "b")))
+            reader.stream(t, 0, t.numel, lambda _, data, h=h: h.update(data))
             if h.hexdigest() != w["sha256"]:
                 raise WrongBaseError(
                     f"{base.folder}: tensor {name!r} ({t.file.name}) differs from the base the diff was made against "
@@ -228,11 +227,8 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
 
     def copy(src: TensorInfo, offset: int, *hashes) -> None:
         """Stream ``src`` to ``dest`` from element ``offset``, hashing it into ``hashes``."""
-        for start in range(0, src.numel, chunk):
-            v = tensor_bytes(reader.read(src, start, min(chunk, src.numel - start), "d"))
-            for h in hashes:
-                h.update(v)
-            pwrite_all(fd, v, dest.begin + (offset + start) * size)
+        fns = [lambda _, data, h=h: h.update(data) for h in hashes]
+        reader.stream(src, 0, src.numel, *fns, lambda start, data: pwrite_all(fd, data, dest.begin + (offset + start) * size))
 
     if e["kind"] == "same":
         copy(base.tensors[e["base"]], 0, th)
