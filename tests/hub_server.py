@@ -189,20 +189,23 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._error(404, "EntryNotFound")
 
         # ------------------------------------------------------------------ read
-        def _find(self, repo_type: str, repo_id: str) -> Repo | None:
+        def _find(self, repo_type: str, repo_id: str, rev: str) -> tuple[Repo, str] | None:
+            """The repo and the commit ``rev`` names, or None after answering with the error."""
             repo = hub.repos.get((repo_type, repo_id))
             if repo is None or (repo.private and not self._authorised()):
                 self._error(404 if repo is None else 401, "RepoNotFound")
                 return None
-            return repo
-
-        def _api(self, repo_type: str, repo_id: str, what: str, rev: str, sub: str) -> None:
-            repo = self._find(repo_type, repo_id)
-            if repo is None:
-                return
             commit = hub.resolve_rev(repo, rev)
             if commit is None:
-                return self._error(404, "RevisionNotFound")
+                self._error(404, "RevisionNotFound")
+                return None
+            return repo, commit
+
+        def _api(self, repo_type: str, repo_id: str, what: str, rev: str, sub: str) -> None:
+            found = self._find(repo_type, repo_id, rev)
+            if found is None:
+                return
+            repo, commit = found
             if what == "revision":
                 info = {
                     "id": repo_id,
@@ -216,12 +219,10 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._error(404, "EntryNotFound")
 
         def _resolve(self, repo_type: str, repo_id: str, rev: str, file: str, body: bool) -> None:
-            repo = self._find(repo_type, repo_id)
-            if repo is None:
+            found = self._find(repo_type, repo_id, rev)
+            if found is None:
                 return
-            commit = hub.resolve_rev(repo, rev)
-            if commit is None:
-                return self._error(404, "RevisionNotFound")
+            repo, commit = found
             data = repo.files.get(file)
             if data is None:
                 return self._error(404, "EntryNotFound", commit)

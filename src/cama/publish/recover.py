@@ -138,11 +138,11 @@ def recover(
     diff: str | os.PathLike,
     out: str | os.PathLike,
     chunk_elems: int = CHUNK_ELEMS,
-    threads: int = 2,
+    threads: int = 3,
 ) -> dict:
     """Rebuild the tuned model folder ``out`` from ``base`` and the diff folder; return stats.
 
-    ``threads``: 1 does everything in this thread; 2 hashes and writes in a second one.
+    ``threads``: 1 does everything in this thread; 2 or 3 hash and write in 1 or 2 more.
     """
     import torch
 
@@ -261,8 +261,8 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
                         fixes.damaged()
                     r[idx.long() - start] = val
             v = tensor_bytes(r)
-            reader.later(par, th.update, v)
-            reader.later(par, pwrite_all, fd, v, dest.begin + start * size)
+            reader.later(par, th.update, v, lane=1)
+            reader.later(par, pwrite_all, fd, v, dest.begin + start * size, lane=1)
         reader.wait()
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
         if fixes is not None:
@@ -340,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diff", required=True, help="the diff folder (manifest.json + diff shards)")
     parser.add_argument("--out", required=True, help="the tuned model folder to write (must not exist, or be empty)")
     parser.add_argument("--chunk-elems", type=int, default=CHUNK_ELEMS, help="elements per chunk (memory ~ 40 bytes each)")
-    parser.add_argument("--threads", type=int, default=2, choices=[1, 2], help="2: hash and write in a second thread (default)")
+    parser.add_argument("--threads", type=int, default=3, choices=[1, 2, 3], help="1: all in one thread; 2, 3: hash and write in 1 or 2 more (default 3)")
 
 
 def run(args: argparse.Namespace) -> int:
