@@ -24,6 +24,7 @@ from cama.errors import CamaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cama.preflight", "check a config: the schema, then the preflight checks for a real run"),
     "pretrain": ("cama.pretrain.cli", "continued pretraining under the launcher (what the pretrain rule runs)"),
+    "instruct": ("cama.instruct.cli", "instruction data by hand: convert a source, translate records, parse an IE answer"),
     "diff": ("cama.publish.diff", "weight diff: `cama diff make --base B --tuned T --out D`, streamed, with a per-tensor manifest"),
     "recover": ("cama.publish.recover", "rebuild the tuned model from the base and a diff, every tensor verified"),
     "publish": ("cama.publish.upload", "upload the hub-ready folder (results/publish) to the Hub; --dry-run shows the plan"),

@@ -128,6 +128,24 @@ def test_card_without_adapter_says_so(tiny_diff, tuned_tiny, tmp_path):
     assert "No evaluation results were given" in text
 
 
+def test_card_shows_the_instruction_data_with_licences(tiny_diff, tuned_tiny, tmp_path):
+    """The instruct stage's stats.json, in the shape assemble writes it."""
+    counts = {"records_in": 100, "decontaminated": 2, "duplicate_exact": 3, "duplicate_near": 1,
+              "mixture_dropped": 4, "val": 10, "train": 80}  # fmt: skip
+    stats = {
+        "train": {"records": 95, "tokens": 12000, "unique_records": 80},
+        "val": {"records": 10},
+        "table": [{"task": "ner", "lang": "zh", "source": "wiki_zh", "records": 95, "tokens": 12000}],
+        "sources": {"wiki_zh": counts},
+    }
+    (tmp_path / "instruct.json").write_text(json.dumps(stats))
+    build_publish_folder(diff=tiny_diff, tuned=tuned_tiny, out=tmp_path / "p", settings=SETTINGS,
+                         instruct_stats=tmp_path / "instruct.json")  # fmt: skip
+    text = (tmp_path / "p" / "README.md").read_text()
+    assert "| wiki_zh | ner | zh | 100 | 2 | 4 | 4 | 10 | 80 | 12,000 | CC BY-SA 3.0 |" in text
+    assert "Training set: 95 records (12,000 tokens" in text
+
+
 def test_card_html_for_the_report(folder, tmp_path):
     write_card_html(folder, tmp_path / "card.html")
     page = (tmp_path / "card.html").read_text()

@@ -120,20 +120,35 @@ def corpus_section(corpus: dict | None, licences: dict[str, str]) -> str:
 
 
 def instruct_section(stats_path: str | os.PathLike | None, licences: dict[str, str]) -> str:
-    """The instruction data, from the instruct stage's stats: per-source counts with licences."""
+    """The instruction data per source, from the instruct stage's ``stats.json``: where each
+    record went (decontaminated, duplicate, dropped by the mixture, validation, training), with
+    the source's task, language and licence."""
     if not stats_path:
-        return "No instruction tuning in this release.\n"
+        return "No instruction data in this release.\n"
     stats = json.loads(Path(stats_path).read_text())
-    per = next((stats[k] for k in ("per_source", "sources", "by_source") if isinstance(stats.get(k), dict)), None)
-    lines = []
-    if per:
-        keys = sorted({k for v in per.values() if isinstance(v, dict) for k, x in v.items() if isinstance(x, int | float)})
-        rows = [[s, *[v.get(k, "") if isinstance(v, dict) else v for k in keys], licences.get(s, UNKNOWN_LICENCE)] for s, v in per.items()]
-        lines.append(md_table(["source", *keys, "licence"], rows))
-    top = {k: v for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    if top:
-        lines.append(", ".join(f"{k}: {v:,}" for k, v in top.items()))
-    return "Instruction data (from the instruct stage's statistics):\n\n" + "\n\n".join(lines) + "\n"
+    cells: dict[str, dict] = {}
+    for row in stats.get("table", []):
+        c = cells.setdefault(row["source"], {"tasks": set(), "langs": set(), "tokens": 0})
+        c["tasks"].add(row["task"])
+        c["langs"].add(row["lang"])
+        c["tokens"] += row["tokens"]
+    rows = []
+    for source, st in stats.get("sources", {}).items():
+        c = cells.get(source, {"tasks": set(), "langs": set(), "tokens": 0})
+        rows.append([source, ", ".join(sorted(c["tasks"])), ", ".join(sorted(c["langs"])), f"{st['records_in']:,}",
+                     f"{st['decontaminated']:,}", f"{st['duplicate_exact'] + st['duplicate_near']:,}",
+                     f"{st['mixture_dropped']:,}", f"{st['val']:,}", f"{st['train']:,}", f"{c['tokens']:,}",
+                     licences.get(source, UNKNOWN_LICENCE)])  # fmt: skip
+    head = ["source", "task", "lang", "records", "decontaminated", "duplicates", "dropped by the mixture",
+            "validation", "training (unique)", "training tokens", "licence"]  # fmt: skip
+    train = stats.get("train", {})
+    return (
+        "Instruction tuning saw these sources; every record is counted once, where it went "
+        "(decontaminated: overlapping the evaluation sets or held-out text):\n\n"
+        + md_table(head, rows)
+        + f"\n\nTraining set: {train.get('records', 0):,} records ({train.get('tokens', 0):,} tokens, with the mixture's "
+        f"repeats); validation: {stats.get('val', {}).get('records', 0):,} records.\n"
+    )
 
 
 def render_card(
