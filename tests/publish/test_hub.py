@@ -107,6 +107,25 @@ def test_publish_then_download_and_recover(folder, tiny_base, tuned_tiny, tmp_pa
                 assert TOKEN.encode() not in p.read_bytes(), p
 
 
+def test_download_only_the_adapter(tiny_diff, tuned_tiny, tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 16}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
+    out = tmp_path / "publish"
+    build_publish_folder(diff=tiny_diff, tuned=tuned_tiny, out=out, settings=SETTINGS, adapter=adapter)
+    files = {p: (out / p).read_bytes() for p in list_files(out)}
+    with serve_hub(models={REPO: files}) as hub:
+        r = cama("download", "--repo-id", REPO, "--only", "lora", "--local-dir", str(tmp_path / "dl"),
+                 env=hub_env(tmp_path, hub.endpoint, None))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = list_files(tmp_path / "dl")
+    assert "lora/adapter_model.safetensors" in got and "README.md" in got and "tokenizer.json" in got
+    assert not [p for p in got if p.startswith("diff/")]
+    n = sum(1 for p in files if not p.startswith("diff/")) - 1  # all but the diff, less SHA256SUMS itself
+    assert f"{n} files match {SUMS}" in r.stdout
+
+
 def test_publish_needs_a_token_from_the_environment(folder, tmp_path):
     with serve_hub(token=TOKEN) as hub:
         r = cama("publish", "--repo-id", REPO, "--folder", str(folder), env=hub_env(tmp_path, hub.endpoint, token=None))
