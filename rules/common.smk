@@ -79,12 +79,14 @@ def get_final_output():
 
 def get_publish_inputs():
     """What the publish stage reads. At merge time, the LoRA stage (issue 12) and the IE
-    evaluation (issue 13) each change one line here, as the comments say."""
+    evaluation (issue 13) each turn one switch on."""
+    lora = False  # issue 12: True publishes the merged LoRA model (diff) and its adapter
+    ie = False  # issue 13: True puts eval/ie.json's scores into the card
     return {
         "base": get_base_model(),
-        "tuned": f"{RESULTS}/pretrain/model",  # LoRA: f"{RESULTS}/lora/merged"
-        "adapter": [],  # LoRA: [f"{RESULTS}/lora/adapter"]
-        "evals": [f"{RESULTS}/eval/bpb.json"],  # IE: + [f"{RESULTS}/eval/ie.json"]
+        "tuned": f"{RESULTS}/lora/merged" if lora else f"{RESULTS}/pretrain/model",
+        "adapter": [f"{RESULTS}/lora/adapter"] if lora else [],
+        "evals": [f"{RESULTS}/eval/bpb.json"] + ([f"{RESULTS}/eval/ie.json"] if ie else []),
         "instruct_stats": [f"{RESULTS}/instruct/stats.json"],
         "normalise": expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
         "filter": expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),

@@ -161,3 +161,17 @@ def test_verify_sums_names_and_removes_a_damaged_file(folder, tmp_path):
     assert not (copy / "README.md").exists()  # the next download fetches it again
     with pytest.raises(MissingFileError, match="README.md"):
         verify_sums(copy)
+
+
+def test_scores_are_the_published_models_only(tmp_path, monkeypatch):
+    from cama.publish.card import eval_metrics, published_model_name
+
+    monkeypatch.chdir(tmp_path)
+    result = {"models": {"base": {"zh": {"bpb": 5.0}}, "pretrained": {"zh": {"bpb": 4.0}}},
+              "paths": {"base": "results/pretrain/base", "pretrained": "results/pretrain/model"}}  # fmt: skip
+    assert published_model_name(result, "results/pretrain/model") == "pretrained"
+    assert published_model_name(result, tmp_path / "results/pretrain/model") == "pretrained"
+    assert published_model_name(result, "results/lora/merged") is None
+    (tmp_path / "bpb.json").write_text(json.dumps(result))
+    meta, tables = eval_metrics([tmp_path / "bpb.json"], "results/lora/merged")
+    assert meta == [] and tables[0][2] == [["zh / bpb", "5.0000", "4.0000"]]  # shown, not claimed

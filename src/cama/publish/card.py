@@ -6,7 +6,8 @@ The metadata is built with ``huggingface_hub.ModelCardData`` (the Hub's own sche
 from the environment: it is made from the stage's input files and the ``publish.card`` config.
 
 The scores are those of the published model, found in each evaluation JSON by its path
-(``paths: {name: folder}``, as ``eval/bpb.json`` records it), or else the last model listed.
+(``paths: {name: folder}``, as ``eval/bpb.json`` records it); a file that did not score it
+adds nothing to the metadata.
 Bits per byte (``models.<name>.<lang>.bpb``) and every ``f1`` under the published model's
 entry become model-index results; the tables in the text show every model, for comparison.
 """
@@ -21,13 +22,12 @@ UNKNOWN_LICENCE = "unknown (see the source)"
 
 
 def published_model_name(result: dict, tuned: str | os.PathLike) -> str | None:
-    """The name under which an evaluation JSON scored the published model."""
-    models = list(result.get("models", {}))
+    """The name under which an evaluation JSON scored the published model (None: it did not)."""
     want = os.path.normpath(os.path.abspath(tuned))
     for name, path in result.get("paths", {}).items():
         if os.path.normpath(os.path.abspath(path)) == want:
             return name
-    return models[-1] if models else None
+    return None
 
 
 def _leaves(tree, path=()):
