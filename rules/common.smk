@@ -79,14 +79,16 @@ def get_final_output():
 
 def get_publish_inputs():
     """What the publish stage reads. At merge time, the LoRA stage (issue 12) and the IE
-    evaluation (issue 13) each turn one switch on."""
-    lora = False  # issue 12: True publishes the merged LoRA model (diff) and its adapter
-    ie = False  # issue 13: True puts eval/ie.json's scores into the card
+    evaluation (issue 13) each turn one switch on: lora publishes the merged LoRA model (as
+    the diff) and its adapter; ie puts eval/ie.json's scores into the card."""
+    lora = False  # issue 12: True
+    ie = False  # issue 13: True
+    ie_json = [f"{RESULTS}/eval/ie.json"] if ie else []
     return {
         "base": get_base_model(),
         "tuned": f"{RESULTS}/lora/merged" if lora else f"{RESULTS}/pretrain/model",
         "adapter": [f"{RESULTS}/lora/adapter"] if lora else [],
-        "evals": [f"{RESULTS}/eval/bpb.json"] + ([f"{RESULTS}/eval/ie.json"] if ie else []),
+        "evals": [f"{RESULTS}/eval/bpb.json", *ie_json],
         "instruct_stats": [f"{RESULTS}/instruct/stats.json"],
         "normalise": expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
         "filter": expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),
