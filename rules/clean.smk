@@ -7,6 +7,7 @@ rule filter_source:
     output:
         kept=f"{RESULTS}/clean/{{source}}.parquet",
         rejected=f"{RESULTS}/clean/{{source}}.rejected.parquet",
+        scores=f"{RESULTS}/clean/{{source}}.scores.parquet",
         stats=f"{RESULTS}/clean/{{source}}.stats.json",
     log:
         f"{RESULTS}/logs/filter_source/{{source}}.log",

@@ -6,7 +6,7 @@ sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # works without pip install -e too
 
-from cama.config import source_filter_settings, validate_config
+from cama.config import source_filter_settings, source_layout_settings, validate_config
 
 validate_config(config)
 

@@ -43,5 +43,6 @@ rule normalise_source:
     params:
         spec=lambda wc: config["sources"][wc.source],
         settings=config["normalise"],
+        layout=lambda wc: source_layout_settings(config, wc.source),
     script:
         "../scripts/normalise_source.py"

@@ -12,4 +12,6 @@ filter_source(
     out_stats=sm.output.stats,
     lang=sm.params.lang,
     settings=sm.params.settings,
+    out_scores=sm.output.scores,
+    source=sm.wildcards.source,
 )

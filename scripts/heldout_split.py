@@ -13,4 +13,5 @@ heldout_split(
     min_docs=sm.params.settings["min_docs"],
     max_docs=sm.params.settings["max_docs"],
     seed=sm.params.seed,
+    decontaminate=sm.params.settings["decontaminate"],
 )

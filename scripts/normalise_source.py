@@ -14,4 +14,5 @@ normalise_source(
     out_quarantine=sm.output.quarantine,
     out_stats=sm.output.stats,
     settings=sm.params.settings,
+    layout_settings=sm.params.layout,
 )

@@ -102,3 +102,56 @@ def test_positions_shorter_than_samples_are_named(demo):
     demo["model"]["init"]["max_position_embeddings"] = 512
     with pytest.raises(ConfigError, match=r"model\.init\.max_position_embeddings: 512 is shorter than pack\.max_length = 1024"):
         validate_config(demo)
+
+
+# ------------------------------------------------------------------ source kinds
+def test_each_kind_gives_its_chain_and_layout(demo):
+    from cama.config import source_filter_settings, source_layout_settings
+
+    config = validate_config(demo)
+    web = source_filter_settings(config, "c4_en")["en"]
+    book = source_filter_settings(config, "gutenberg_en")["en"]
+    assert web["c4_quality"]["enabled"] and not book["c4_quality"]["enabled"]
+    assert web["gopher_quality"]["datatrove_compat"] and not book["gopher_quality"]["datatrove_compat"]
+    assert book["boilerplate"]["enabled"] and not web["boilerplate"]["enabled"]
+    assert source_layout_settings(config, "gutenberg_en") == {"unwrap": True, "gutenberg": True, "wiki": False}
+    assert source_layout_settings(config, "cmrc2018_zh")["wiki"] is True
+    # a source's own layout key wins over its kind's
+    demo["sources"]["gutenberg_en"]["layout"] = {"unwrap": False}
+    assert source_layout_settings(validate_config(demo), "gutenberg_en")["unwrap"] is False
+
+
+def test_unknown_kind_is_named(demo):
+    demo["sources"]["c4_en"]["kind"] = "blog"
+    with pytest.raises(ConfigError, match=r"sources\.c4_en\.kind: 'blog' is not one of"):
+        validate_config(demo)
+
+
+def test_a_kind_without_a_chain_for_the_language_is_named(demo):
+    demo["sources"]["humaneval_code"]["kind"] = "poetry"
+    with pytest.raises(ConfigError, match=r"sources\.humaneval_code\.kind: kind 'poetry' has no chain for lang 'code'"):
+        validate_config(demo)
+
+
+def test_overriding_a_rule_the_kind_does_not_run_is_named(demo):
+    demo["sources"]["gutenberg_en"]["filter"] = {"c4_quality": {"min_sentences": 3}}
+    with pytest.raises(ConfigError, match=r"sources\.gutenberg_en\.filter\.c4_quality: kind 'book' does not run c4_quality"):
+        validate_config(demo)
+    # turning it back on is an explicit choice, and allowed
+    demo["sources"]["gutenberg_en"]["filter"] = {"c4_quality": {"enabled": True, "min_sentences": 3}}
+    from cama.config import source_filter_settings
+
+    chain = source_filter_settings(validate_config(demo), "gutenberg_en")["en"]
+    assert chain["c4_quality"]["enabled"] and chain["c4_quality"]["min_sentences"] == 3
+
+
+def test_kind_presets_merge_and_a_bad_key_in_one_is_named(demo):
+    from cama.config import source_filter_settings
+
+    demo["filter"]["kinds"] = {"book": {"en": {"gopher_quality": {"min_words": 30}}}}
+    chain = source_filter_settings(validate_config(demo), "gutenberg_en")["en"]
+    assert chain["gopher_quality"]["min_words"] == 30
+    assert chain["c4_quality"]["enabled"] is False  # the rest of the book preset stays
+    demo["filter"]["kinds"] = {"wiki": {"zh": {"gopher_quality": {"min_wordz": 3}}}}
+    with pytest.raises(ConfigError, match=r"filter\.kinds\.wiki\.zh\.gopher_quality\.min_wordz: unknown key"):
+        validate_config(demo)

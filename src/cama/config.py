@@ -103,34 +103,81 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def source_filter_settings(config: dict, source: str, schema: dict | None = None) -> dict:
-    """The ``filter`` section as one source sees it: its language chain with the source's overrides.
+def kind_preset(config: dict, kind: str, schema: dict | None = None) -> dict:
+    """A source kind's preset (layout and chain overrides per language): the schema's preset
+    with ``filter.kinds.<kind>`` of the config merged in, key by key."""
+    kinds = (schema or load_schema())["properties"]["filter"]["properties"]["kinds"]["properties"]
+    return deep_merge(kinds[kind]["default"], config["filter"]["kinds"].get(kind, {}))
 
-    Raises ``ConfigError`` naming ``sources.<source>.filter.<key>`` for a bad override.
-    """
-    spec = config["sources"][source]
-    lang = spec["lang"]
-    settings = copy.deepcopy(config["filter"])
-    if not spec.get("filter"):
-        return settings
-    merged = deep_merge(settings[lang], spec["filter"])
-    lang_schema = (schema or load_schema())["properties"]["filter"]["properties"][lang]
+
+def _chain_problems(chain: dict, lang: str, where: str, schema: dict) -> list[str]:
+    """Validate a merged chain like filter.<lang>; messages name ``where``."""
+    lang_schema = schema["properties"]["filter"]["properties"][lang]
     wrapper = {"type": "object", "properties": {"filter": lang_schema}}
-    errors = list(_Validator(wrapper).iter_errors({"filter": merged}))
-    if errors:
+    errors = _Validator(wrapper).iter_errors({"filter": chain})
+    return [_describe(e).replace("filter", where, 1) for e in errors]
+
+
+def source_filter_settings(config: dict, source: str, schema: dict | None = None) -> dict:
+    """The ``filter`` section as one source sees it: its language chain, with its kind's preset
+    and then the source's own overrides merged in, key by key.
+
+    Raises ``ConfigError`` naming ``sources.<source>.kind`` for a kind without a chain for the
+    source's language, and ``sources.<source>.filter.<key>`` for a bad override, or for one of
+    a filter that the kind does not run (unless the override turns it on with enabled: true).
+    """
+    schema = schema or load_schema()
+    spec = config["sources"][source]
+    lang, kind = spec["lang"], spec["kind"]
+    preset = kind_preset(config, kind, schema)
+    if lang not in preset:
+        langs = [k for k in ("zh", "en", "code") if k in preset]
         raise ConfigError(
-            [_describe(e).replace("filter", f"sources.{source}.filter", 1) for e in errors]
+            f"sources.{source}.kind: kind '{kind}' has no chain for lang '{lang}' "
+            f"(it has: {', '.join(langs)}); pick another kind"
         )
+    settings = copy.deepcopy(config["filter"])
+    chain = deep_merge(settings[lang], preset[lang])
+    overrides = spec.get("filter") or {}
+    problems = []
+    for name, block in overrides.items():
+        off = name in chain and not chain[name].get("enabled", True)
+        if off and not (isinstance(block, dict) and block.get("enabled") is True):
+            problems.append(
+                f"sources.{source}.filter.{name}: kind '{kind}' does not run {name}; "
+                f"set enabled: true in the override to run it, or remove the override"
+            )
+    if problems:
+        raise ConfigError(problems)
+    merged = deep_merge(chain, overrides)
+    problems = _chain_problems(merged, lang, f"sources.{source}.filter", schema)
+    if problems:
+        raise ConfigError(problems)
     settings[lang] = merged
     return settings
+
+
+def source_layout_settings(config: dict, source: str, schema: dict | None = None) -> dict:
+    """The layout steps of one source (src/cama/corpus/layout.py): its kind's, then its own."""
+    spec = config["sources"][source]
+    preset = kind_preset(config, spec["kind"], schema)
+    return {**preset["layout"], **(spec.get("layout") or {})}
 
 
 def _cross_checks(config: dict) -> list[str]:
     """Rules that JSON Schema cannot say, each naming its key."""
     problems = []
+    schema = load_schema()
+    filt = config.get("filter", {})
+    for kind in filt.get("kinds", {}):
+        preset = kind_preset(config, kind, schema)
+        for lang in ("zh", "en", "code"):
+            if lang in preset:
+                where = f"filter.kinds.{kind}.{lang}"
+                problems += _chain_problems(deep_merge(filt[lang], preset[lang]), lang, where, schema)
     for source in config.get("sources", {}):
         try:
-            source_filter_settings(config, source)
+            source_filter_settings(config, source, schema)
         except ConfigError as e:
             problems += e.problems
     model, pack = config.get("model", {}), config.get("pack", {})

@@ -28,13 +28,16 @@ DOC_SCHEMA = pa.schema(
     ]
 )
 
-# A document that a rule rejected: the document itself plus why.
+# A document that a rule rejected, the document itself plus why; or a line a rule removed.
 REJECTED_SCHEMA = pa.schema(
     list(DOC_SCHEMA)
     + [
         ("rule", pa.string()),  # e.g. "gopher_quality.min_words"
         ("value", pa.float64()),  # the measured value that tripped the rule (null if none)
         ("detail", pa.string()),  # human-readable, e.g. "12 words < 50"
+        # "doc": the document was rejected; "line": text is a line (or part of one) removed from
+        # a document that was kept, value its bytes (a sample; the stats count them all)
+        ("scope", pa.string()),
     ]
 )
 

@@ -96,7 +96,7 @@ class Run:
             s["records_in"]
             == s["docs_out"] + sum(s["rejected"].values()) + sum(s["quarantined"].values())
             and s["docs_out"] == len(self.docs)
-            and sum(s["rejected"].values()) == len(self.rejected)
+            and sum(s["rejected"].values()) == sum(r["scope"] == "doc" for r in self.rejected)
             and sum(s["quarantined"].values()) == len(self.quarantine)
         )
 

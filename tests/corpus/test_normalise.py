@@ -32,7 +32,9 @@ def test_demo_jsonl_all_documents_with_stable_ids(raw_dir_of, spec_of, normalise
     assert run.balanced()
     assert run.stats == run.stats_file
     assert set(run.stats) == {"source", "lang", "records_in", "docs_out", "rejected", "quarantined",
-                              "bytes_in", "bytes_out", "files", "seconds"}  # fmt: skip
+                              "bytes_in", "bytes_out", "bytes_rejected", "bytes_quarantined", "layout",
+                              "files", "seconds"}  # fmt: skip
+    assert run.stats["layout"] == {"settings": {}, "lines_joined": 0, "removed": {}}
     assert (run.stats["records_in"], run.stats["docs_out"], run.stats["files"]) == (200, 200, 1)
     assert [d["id"] for d in run.docs[:2]] == ["c4_en/0/1", "c4_en/0/2"]
     assert json.loads(run.docs[0]["meta"]) == {"file": "c4_demo.jsonl.gz", "line": 1}

@@ -109,13 +109,21 @@ def test_demo_run_accounts_for_every_document(demo_run):
         # normalise: every record read is a document, a rejection or a quarantine entry
         assert norm["records_in"] == norm["docs_out"] + sum(norm["rejected"].values()) + sum(norm["quarantined"].values())
         assert pq.ParquetFile(results / f"docs/{source}.parquet").metadata.num_rows == norm["docs_out"]
-        assert pq.ParquetFile(results / f"docs/{source}.rejected.parquet").metadata.num_rows == sum(norm["rejected"].values())
+        scope = pq.read_table(results / f"docs/{source}.rejected.parquet", columns=["scope"]).column(0).to_pylist()
+        assert scope.count("doc") == sum(norm["rejected"].values())
+        assert scope.count("line") == sum(v["lines"] for v in norm["layout"]["removed"].values())
         assert pq.ParquetFile(results / f"docs/{source}.quarantine.parquet").metadata.num_rows == sum(norm["quarantined"].values())
         # filter: every document is kept or rejected with a rule
         assert filt["docs_in"] == norm["docs_out"]
         assert filt["docs_in"] == filt["kept"] + sum(filt["rejected"].values())
         assert pq.ParquetFile(results / f"clean/{source}.parquet").metadata.num_rows == filt["kept"]
-        assert pq.ParquetFile(results / f"clean/{source}.rejected.parquet").metadata.num_rows == sum(filt["rejected"].values())
+        scope = pq.read_table(results / f"clean/{source}.rejected.parquet", columns=["scope"]).column(0).to_pylist()
+        assert scope.count("doc") == sum(filt["rejected"].values())
+        assert scope.count("line") == sum(v["sampled"] for v in filt["lines_removed"].values())
+        # bytes too: rejected documents + lines removed from kept ones + what was kept
+        removed = sum(v["bytes"] for v in filt["lines_removed"].values())
+        assert filt["bytes_in"] == filt["bytes_rejected"] + removed + filt["bytes_filtered"]
+        assert pq.ParquetFile(results / f"clean/{source}.scores.parquet").metadata.num_rows == filt["docs_in"]
         # dedup: every kept document is kept again or recorded as a duplicate
         per = dedup["per_source"][source]
         assert per["in"] == filt["kept"] == per["kept"] + per["exact"] + per["near"]
@@ -124,6 +132,24 @@ def test_demo_run_accounts_for_every_document(demo_run):
         total_in += norm["records_in"]
     assert dedup["docs_in"] == dedup["kept"] + dedup["exact_duplicates"] + dedup["near_duplicates"]
     assert total_in > 4000  # a few thousand real documents
+
+
+def test_demo_curated_sources_keep_their_text_and_books_are_paragraphs(demo_run):
+    """Issue 10: filters made for the web keep what a curated source is made of."""
+    results = demo_run / "results"
+    kinds = {s: spec.get("kind", "web") for s, spec in yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["sources"].items()}
+    for source, kind in kinds.items():
+        filt = json.loads((results / f"clean/{source}.stats.json").read_text())
+        if kind != "web":
+            assert filt["loss"]["docs"] <= 0.03 and filt["loss"]["bytes"] <= 0.05, (source, filt["loss"])
+    norm = json.loads((results / "docs/gutenberg_en.stats.json").read_text())
+    assert norm["rejected"] == {"layout.gutenberg_footer": 2, "layout.gutenberg_header": 2}
+    docs = pq.read_table(results / "clean/gutenberg_en.parquet", columns=["text"]).column(0).to_pylist()
+    assert not any("Project Gutenberg" in d for d in docs)
+    lines = [line for d in docs for line in d.split("\n") if line.strip()]
+    assert sum(len(line) > 300 for line in lines) > 300  # whole paragraphs, not 70-character lines
+    heldout = json.loads((results / "heldout/stats.json").read_text())
+    assert all("decontamination" in heldout["langs"][lang] for lang in ("zh", "en", "code"))
 
 
 def test_demo_languages_and_opencc(demo_run):

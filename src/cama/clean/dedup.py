@@ -121,6 +121,7 @@ class _Scan:
     def __init__(self, n: int, bands: int):
         self.source = np.zeros(n, dtype=np.int16)
         self.length = np.zeros(n, dtype=np.int64)
+        self.nbytes = np.zeros(n, dtype=np.int64)  # UTF-8 bytes, for the report's funnel
         self.exact = np.zeros(n, dtype=np.uint64)
         self.nshingles = np.zeros(n, dtype=np.int64)
         self.keys = np.zeros((n, bands), dtype=np.uint64)
@@ -140,7 +141,8 @@ def _scan(inputs, langs, mh_settings, hasher, sizes, do_near) -> _Scan:
                 scan.source[sl] = s
                 scan.length[sl] = [len(t) for t in texts]
                 scan.exact[sl] = np.fromiter(map(exact_hash, texts), np.uint64, len(texts))
-                scan.bytes += sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+                scan.nbytes[sl] = [len(t.encode("utf-8", "surrogatepass")) for t in texts]
+                scan.bytes += int(scan.nbytes[sl].sum())
                 if do_near:
                     for a, b in _byte_chunks(texts):
                         keys, counts = hasher.keys_for(texts[a:b], spec["unit"], spec["n"])
@@ -363,6 +365,8 @@ def dedup_corpus(
             "kept": int((m & ~removed).sum()),
             "exact": int((m & exact_removed).sum()),
             "near": int((m & near_removed).sum()),
+            "bytes_in": int(scan.nbytes[m].sum()),
+            "bytes_kept": int(scan.nbytes[m & ~removed].sum()),
         }
     verified = int((jac >= mh_cfg["min_jaccard"]).sum())
     stats = {

@@ -6,9 +6,15 @@ For each record that ``readers.iter_records`` yields, in manifest order:
 2. its text is cleaned (``text.clean_text``: line ends, Unicode form, control
    characters, OpenCC for sources with ``opencc: true``);
 3. nothing left -> rejected with rule ``empty``;
-4. the language check (``langid``, zh and en only, in batches) -> rejected with
+   a record that the reader marked as boilerplate (a Project Gutenberg licence header or
+   footer) -> rejected with rule ``layout.gutenberg_header`` / ``layout.gutenberg_footer``;
+4. the source's layout steps (``layout.apply``: wiki category lines removed, hard-wrapped
+   lines joined); every removed line is counted and written to the rejected file with
+   ``scope`` line and its rule (and so are the references, category and file links that
+   the wiki XML reader removed);
+5. the language check (``langid``, zh and en only, in batches) -> rejected with
    rule ``lang_mismatch``, value = the detector's probability;
-5. otherwise a document: ``id`` = ``{source}/{file index}/{record number}``
+6. otherwise a document: ``id`` = ``{source}/{file index}/{record number}``
    (file index 0-based in manifest order, record number 1-based: the line of a
    jsonl or txt file, the n-th record of json or parquet, the page of a wiki dump,
    the n-th file of a code tree), so it stays the same as long as the raw files do.
@@ -16,7 +22,10 @@ For each record that ``readers.iter_records`` yields, in manifest order:
 Stats (``out_stats``)::
 
     {"source", "lang", "records_in", "docs_out", "rejected": {rule: n},
-     "quarantined": {reason: n}, "bytes_in", "bytes_out", "files", "seconds"}
+     "quarantined": {reason: n}, "bytes_in", "bytes_out", "bytes_rejected", "bytes_quarantined",
+     "layout": {"settings": {...}, "lines_joined": n,
+                "removed": {rule: {"lines": n, "bytes": b}}},
+     "files", "seconds"}
 
 with ``records_in == docs_out + sum(rejected) + sum(quarantined)``. ``bytes_in``
 counts each record as read (its JSON line, its text lines, its file; quarantined
@@ -34,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cama.corpus import layout
 from cama.corpus.langid import LanguageCheck
 from cama.corpus.readers import Quarantined, Record, iter_records
 from cama.corpus.text import clean_text, is_blank
@@ -51,6 +61,10 @@ from cama.logs import progress
 log = logging.getLogger(__name__)
 
 LANG_BATCH = 512  # documents per language-detector call
+_BOILERPLATE = {
+    "gutenberg_header": "Project Gutenberg licence header (up to the START OF line)",
+    "gutenberg_footer": "Project Gutenberg licence footer (from the End of / END OF line)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +108,9 @@ def quarantine_row(name: str, item: Quarantined) -> dict[str, Any]:
 
 
 def rejected_row(
-    doc: dict[str, Any], rule: str, value: float | None, detail: str
+    doc: dict[str, Any], rule: str, value: float | None, detail: str, scope: str = "doc"
 ) -> dict[str, Any]:
-    return {**doc, "rule": rule, "value": value, "detail": detail}
+    return {**doc, "rule": rule, "value": value, "detail": detail, "scope": scope}
 
 
 class Outputs:
@@ -106,7 +120,10 @@ class Outputs:
         self.docs, self.rejected, self.quarantine = docs, rejected, quarantine
         self.rejected_by: Counter[str] = Counter()
         self.quarantined_by: Counter[str] = Counter()
-        self.bytes_out = 0
+        self.removed_lines: Counter[str] = Counter()
+        self.removed_bytes: Counter[str] = Counter()
+        self.lines_joined = 0
+        self.bytes_out = self.bytes_rejected = self.bytes_quarantined = 0
 
     def keep(self, doc: dict[str, Any]) -> None:
         self.docs.write(doc)
@@ -115,10 +132,30 @@ class Outputs:
     def reject(self, doc: dict[str, Any], rule: str, value: float | None, detail: str) -> None:
         self.rejected.write(rejected_row(doc, rule, value, detail))
         self.rejected_by[rule] += 1
+        self.bytes_rejected += len(doc["text"].encode("utf-8"))
+
+    def cut(self, doc: dict[str, Any], removed: list[tuple[str, str]]) -> None:
+        """Record what the layout steps cut out of ``doc``: counted, and kept as line rows."""
+        for rule, text in removed:
+            nbytes = len(text.encode("utf-8"))
+            self.removed_lines[rule] += 1
+            self.removed_bytes[rule] += nbytes
+            self.rejected.write(
+                rejected_row({**doc, "text": text}, rule, nbytes, _CUT_DETAIL.get(rule, rule), "line")
+            )
+
 
     def put_aside(self, row: dict[str, Any]) -> None:
         self.quarantine.write(row)
+        self.bytes_quarantined += row["raw_size"] or 0
         self.quarantined_by[row["reason"]] += 1
+
+
+_CUT_DETAIL = {
+    "layout.wiki_category": "a wiki category line or link",
+    "layout.wiki_ref": "a wiki reference note",
+    "layout.wiki_file": "a wiki file or image link",
+}
 
 
 def check_and_write(
@@ -151,15 +188,19 @@ def normalise_source(
     out_quarantine: str | Path,
     out_stats: str | Path,
     settings: dict,
+    layout_settings: dict | None = None,
 ) -> dict:
     """Turn the raw files of source ``name`` into documents; write the four outputs; return the stats.
 
     ``spec`` is the source's validated config entry, ``settings`` the validated
-    ``normalise`` section. A missing file fails the source (SourceError) before
-    anything is written; a bad record is quarantined and counted.
+    ``normalise`` section, ``layout_settings`` the source's layout steps
+    (``cama.config.source_layout_settings``; None: none). A missing file fails the source
+    (SourceError) before anything is written; a bad record is quarantined and counted.
     """
     started = time.perf_counter()
     lang = spec["lang"]
+    layout_settings = dict(layout_settings or {})
+    spec = {**spec, "layout": layout_settings}
     files = manifest_files(raw_dir)
     check = LanguageCheck.from_settings(lang, settings)
     opencc_config = settings["opencc_config"] if spec.get("opencc") else None
@@ -180,8 +221,15 @@ def normalise_source(
                 continue
             bytes_in += item.size
             text = clean_text(item.text, lang, settings["unicode_form"].get(lang, "NFC"), opencc_config)
-            doc = doc_row(name, lang, file_index, item, text)
-            if is_blank(text):
+            if item.boilerplate:
+                doc = doc_row(name, lang, file_index, item, text)
+                out.reject(doc, f"layout.{item.boilerplate}", item.size, _BOILERPLATE[item.boilerplate])
+                continue
+            shaped = layout.apply(text, layout_settings)
+            doc = doc_row(name, lang, file_index, item, shaped.text)
+            out.cut(doc, item.removed + shaped.removed)
+            out.lines_joined += shaped.lines_joined
+            if is_blank(shaped.text):
                 out.reject(doc, "empty", 0.0, "no text left after cleanup")
                 continue
             pending.append(doc)
@@ -197,6 +245,16 @@ def normalise_source(
         "quarantined": dict(sorted(out.quarantined_by.items())),
         "bytes_in": bytes_in,
         "bytes_out": out.bytes_out,
+        "bytes_rejected": out.bytes_rejected,
+        "bytes_quarantined": out.bytes_quarantined,
+        "layout": {
+            "settings": layout_settings,
+            "lines_joined": out.lines_joined,
+            "removed": {
+                rule: {"lines": out.removed_lines[rule], "bytes": out.removed_bytes[rule]}
+                for rule in sorted(out.removed_bytes)
+            },
+        },
         "files": len(files),
         "seconds": round(time.perf_counter() - started, 3),
     }

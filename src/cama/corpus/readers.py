@@ -27,6 +27,11 @@ and each page is cleared once read. The exception is ``json``: a JSON document
 is parsed whole, so its memory is a few times the decompressed file size; use
 jsonl for anything big.
 
+Layout (``spec["layout"]``, see ``cama.corpus.layout``): with ``gutenberg`` the txt reader
+yields a Project Gutenberg licence header and footer as records of their own, marked
+``Record.boilerplate``; with ``wiki`` the wiki_xml reader removes references, category and
+file links (listed in ``Record.removed``) and puts headings on lines of their own.
+
 Quarantine reasons: ``malformed_json``, ``malformed_xml``, ``malformed_markup``,
 ``invalid_utf8``, ``missing_text``, ``too_large``, ``truncated_stream`` (a cut or
 corrupt gzip/bz2/zst stream: what was read before the break is kept), ``binary``
@@ -51,6 +56,7 @@ from typing import IO, Any
 
 import zstandard
 
+from cama.corpus.layout import gutenberg_sections, wikitext_to_text
 from cama.errors import RecordError, SourceError
 from cama.io import QUARANTINE_RAW_BYTES
 
@@ -105,6 +111,8 @@ class Record:
     text: str
     meta: dict[str, Any] = field(default_factory=dict)
     size: int = 0  # bytes as read: the JSON line, the text lines, the wikitext, the file
+    boilerplate: str | None = None  # not content (layout: gutenberg_header, gutenberg_footer)
+    removed: list[tuple[str, str]] = field(default_factory=list)  # (layout rule, text) cut out
 
 
 @dataclass(slots=True)
@@ -483,9 +491,21 @@ def read_txt(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
         raise SourceError(f"{file}: split: regex needs split_regex")
     starts = re.compile(spec["split_regex"]) if split == "regex" else None
     doc = TextDoc(file, limit)
+    boiler = TextDoc(file, limit)  # a Project Gutenberg header or footer (layout.gutenberg)
+    gutenberg = (spec.get("layout") or {}).get("gutenberg")
     with open_binary(path) as stream:
         try:
-            for raw in iter_raw_lines(stream, file, limit):
+            lines = iter_raw_lines(stream, file, limit)
+            sections = gutenberg_sections(lines) if gutenberg else (("body", r) for r in lines)
+            for section, raw in sections:
+                if section != "body":
+                    if section == "footer" and boiler.start is None:
+                        yield from doc.finish()  # the body ends where the footer starts
+                    boiler.add(raw, keep_blank=boiler.start is not None)
+                    boiler.kind = f"gutenberg_{section}"
+                    continue
+                if boiler.start is not None:  # the header is over
+                    yield from boiler.finish()
                 if split == "line":
                     if raw.too_large:
                         yield Quarantined(file, raw.number, "too_large", raw.data, raw.size)
@@ -512,9 +532,11 @@ def read_txt(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:
                 doc.add(raw)
         except RecordError as e:
             yield from doc.finish()
+            yield from boiler.finish()
             yield quarantine(e)
             return
     yield from doc.finish()
+    yield from boiler.finish()
 
 
 class TextDoc:
@@ -525,15 +547,16 @@ class TextDoc:
         self._reset()
 
     def _reset(self) -> None:
+        self.kind: str | None = None  # set for boilerplate: the record's Record.boilerplate
         self.start: int | None = None
         self.lines: list[bytes] = []
         self.size = 0
         self.head = b""
         self.overflow = False
 
-    def add(self, raw: RawLine) -> TextDoc:
+    def add(self, raw: RawLine, keep_blank: bool = False) -> TextDoc:
         if self.start is None:
-            if not raw.data.strip():
+            if not raw.data.strip() and not keep_blank:
                 return self  # blank lines before a document belong to none
             self.start = raw.number
         self.size += raw.size + (1 if self.size else 0)
@@ -547,12 +570,13 @@ class TextDoc:
     def finish(self) -> Iterator[Item]:
         if self.start is None:
             return
-        start, lines, size, head, overflow = (
+        start, lines, size, head, overflow, kind = (
             self.start,
             self.lines,
             self.size,
             self.head,
             self.overflow,
+            self.kind,
         )
         self._reset()
         if overflow:
@@ -560,7 +584,8 @@ class TextDoc:
             return
         data = b"\n".join(lines)
         try:
-            yield Record(self.file, start, decode_utf8(data, self.file, start), {}, size)
+            text = decode_utf8(data, self.file, start)
+            yield Record(self.file, start, text, {}, size, boilerplate=kind)
         except RecordError as e:
             yield quarantine(e, data)
 
@@ -576,6 +601,7 @@ def read_wiki_xml(path: Path, spec: dict, file: str, limit: int) -> Iterator[Ite
     import mwparserfromhell
 
     pages = skipped = 0
+    wiki_layout = bool((spec.get("layout") or {}).get("wiki"))
     with open_binary(path) as stream:
         root = None
         try:
@@ -585,7 +611,7 @@ def read_wiki_xml(path: Path, spec: dict, file: str, limit: int) -> Iterator[Ite
                 if event != "end" or local_name(elem.tag) != "page":
                     continue
                 pages += 1
-                item = page_item(elem, file, pages, limit, mwparserfromhell)
+                item = page_item(elem, file, pages, limit, mwparserfromhell, wiki_layout)
                 root.clear()  # drops this page and everything before it
                 if item is None:
                     skipped += 1
@@ -609,8 +635,14 @@ def child(elem, name: str):
     return next((c for c in elem if local_name(c.tag) == name), None)
 
 
-def page_item(page, file: str, number: int, limit: int, mwparserfromhell) -> Item | None:
-    """The article in a ``<page>`` element, a Quarantined, or None when it is no article."""
+def page_item(
+    page, file: str, number: int, limit: int, mwparserfromhell, wiki_layout: bool = False
+) -> Item | None:
+    """The article in a ``<page>`` element, a Quarantined, or None when it is no article.
+
+    With ``wiki_layout`` (layout.wiki), references, category and file links are removed and
+    recorded, and headings get lines of their own (``cama.corpus.layout.wikitext_to_text``).
+    """
     ns = child(page, "ns")
     if (ns is not None and (ns.text or "").strip() != "0") or child(page, "redirect") is not None:
         return None
@@ -631,14 +663,19 @@ def page_item(page, file: str, number: int, limit: int, mwparserfromhell) -> Ite
         return Quarantined(
             file, number, "too_large", wikitext[:QUARANTINE_RAW_BYTES].encode("utf-8"), size
         )
+    removed: list[tuple[str, str]] = []
     try:
-        text = mwparserfromhell.parse(wikitext).strip_code()
+        if wiki_layout:
+            out = wikitext_to_text(wikitext, mwparserfromhell)
+            text, removed = out.text, out.removed
+        else:
+            text = mwparserfromhell.parse(wikitext).strip_code()
     except Exception as e:  # noqa: BLE001 (any parser failure is this one page's problem)
         log.warning("%s: page %d (%s): wikitext not parsed: %s", file, number, meta["title"], e)
         return Quarantined(
             file, number, "malformed_markup", wikitext.encode("utf-8")[:QUARANTINE_RAW_BYTES], size
         )
-    return Record(file, number, text, meta, size)
+    return Record(file, number, text, meta, size, removed=removed)
 
 
 def read_code_tree(path: Path, spec: dict, file: str, limit: int) -> Iterator[Item]:

@@ -1,19 +1,22 @@
 """Document filters: one small class per heuristic, chained per language.
 
-``build_chain(lang, settings)`` turns the validated ``filter.<lang>`` config block into a
-:class:`~cama.clean.filters.base.FilterChain`, in the order the block lists its filters,
-skipping those with ``enabled: false``.
+``build_chain(lang, settings)`` turns a validated ``filter.<lang>`` config block (as a source
+sees it: its language chain with its kind's preset, ``cama.config.source_filter_settings``)
+into a :class:`~cama.clean.filters.base.FilterChain`, in the order the block lists its
+filters, skipping those with ``enabled: false``. Modules: ``english`` (Gopher, C4),
+``chinese`` (FineWeb-2, ChineseWebText), ``code``, ``boilerplate`` (the curated kinds' line
+rule), ``toxicity`` (word lists by category), ``pii`` (masking, not a filter).
 """
 
 from __future__ import annotations
 
-from cama.clean.filters import chinese, code, english, toxicity
+from cama.clean.filters import boilerplate, chinese, code, english, toxicity
 from cama.clean.filters.base import Doc, Filter, FilterChain, Reject
 from cama.clean.filters.pii import PiiMasker, mask
 
 FILTERS_BY_LANG: dict[str, dict[str, type[Filter]]] = {
-    "en": {**english.FILTERS, **toxicity.FILTERS},
-    "zh": {**chinese.FILTERS, **toxicity.FILTERS},
+    "en": {**english.FILTERS, **boilerplate.FILTERS, **toxicity.FILTERS},
+    "zh": {**chinese.FILTERS, **boilerplate.FILTERS, **toxicity.FILTERS},
     "code": {**code.FILTERS},
 }
 

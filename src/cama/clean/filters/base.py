@@ -1,11 +1,19 @@
 """The filter protocol, the shared per-document feature cache, and the chain.
 
-A filter is a small class with one method, ``filter(doc) -> Reject | None``
-(``None`` keeps the document). ``doc`` is a :class:`Doc`: the text plus lazily
-computed, cached features (lines, words, word statistics, n-grams). In datatrove
-each filter splits the text into words again (spaCy, or spaCy + jieba); that split
-is most of its cost. Here every feature is computed at most once per document and
-shared by every filter of the chain.
+Scoring is kept apart from selection, as in dolma: a filter has ``score(doc)``, which
+measures the document (a dict of named values, every measure of the filter, computed
+without looking at a threshold), and ``select(scores)``, which compares those values with
+the thresholds and returns keep (``None``) or a :class:`Reject` naming the threshold that
+tripped. The chain scores every document with every filter, also after one has rejected
+it, so the filter stage can store all scores (``clean/{source}.scores.parquet``) and a
+threshold can change later without recomputing them (:func:`cama.clean.filter.reselect`).
+A filter that rewrites the text (C4 drops lines) does so in ``rewrite(doc)``, only when it
+keeps the document, and records every line it removes with the rule that removed it.
+
+``doc`` is a :class:`Doc`: the text plus lazily computed, cached features (lines, words,
+word statistics, n-grams). In datatrove each filter splits the text into words again
+(spaCy, or spaCy + jieba); that split is most of its cost. Here every feature is computed
+at most once per document and shared by every filter of the chain.
 
 Words
     en   a regex that follows spaCy's English tokenizer rules closely enough that the
@@ -15,6 +23,11 @@ Words
          (``1-2`` -> ``1 - 2``, ``2.4km`` -> ``2.4 km``), so words match jieba's
          ``cut`` (HMM on), which is what datatrove's cmn_Hani tokenizer calls;
     code whitespace-separated tokens.
+
+``Doc.plain_words`` are words as the papers count them (Gopher: "words" split on
+whitespace): whitespace-delimited tokens for en and code, jieba words for zh, in both
+cases without the tokens made only of punctuation. datatrove counts spaCy's punctuation
+tokens as words, which is what ``datatrove_compat`` reproduces.
 """
 
 from __future__ import annotations
@@ -24,6 +37,8 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 # ---------------------------------------------------------------- punctuation
 # The punctuation set of datatrove.utils.text (PUNCTUATION + TERMINAL_PUNCTUATION),
@@ -89,10 +104,15 @@ def en_words(text: str) -> list[str]:
     return EN_WORD_RE.findall(text)
 
 
-def zh_words(text: str) -> list[str]:
+def zh_tokens(text: str) -> list[str]:
+    """jieba's cut of the whole text (HMM on), whitespace runs included: they add up to it."""
+    return _jieba().cut(text)
+
+
+def zh_words(text: str, tokens: list[str] | None = None) -> list[str]:
     """jieba words (HMM on), whitespace dropped, as datatrove's cmn_Hani tokenizer gives them."""
     out: list[str] = []
-    for w in _jieba().cut(text):
+    for w in tokens if tokens is not None else zh_tokens(text):
         w = w.strip()
         if not w:
             continue
@@ -122,11 +142,13 @@ class Doc:
         self.text = text
         self.lang = lang
         self._split = WORD_SPLITTERS[lang]
+        self.removed: list[Removed] = []  # lines a filter cut out of a document it kept
 
     def set_text(self, text: str) -> None:
-        lang = self.lang
+        lang, removed = self.lang, self.removed
         self.__dict__.clear()
         self.__init__(text, lang)
+        self.removed = removed
 
     # -- lines and paragraphs
     @cached_property
@@ -146,18 +168,31 @@ class Doc:
     # -- words
     @cached_property
     def words(self) -> list[str]:
+        if self.lang == "zh":
+            return zh_words(self.text, self.tokens)
         return self._split(self.text)
+
+    @cached_property
+    def tokens(self) -> list[str]:
+        """zh only: jieba's cut, whose pieces add up to the text (for word boundaries)."""
+        return zh_tokens(self.text)
 
     @cached_property
     def word_counts(self) -> Counter:
         return Counter(self.words)
 
     @cached_property
+    def punctuation(self) -> dict[str, bool]:
+        """For each distinct word: is it made only of punctuation (a "symbol word")?"""
+        return {w: _all_punctuation(w) for w in self.word_counts}
+
+    @cached_property
     def word_stats(self) -> WordStats:
         n_sym = sym_chars = n_alpha = total_chars = 0
+        punct = self.punctuation
         for w, c in self.word_counts.items():
             total_chars += len(w) * c
-            if all(ch in PUNCTUATION_SET for ch in w):
+            if punct[w]:
                 n_sym += c
                 sym_chars += len(w) * c
             if any(ch.isalpha() for ch in w):
@@ -169,6 +204,14 @@ class Doc:
             non_symbol_chars=total_chars - sym_chars,
             n_alpha=n_alpha,
         )
+
+    @cached_property
+    def plain_words(self) -> list[str]:
+        """Words as the Gopher paper counts them: see the module docstring."""
+        if self.lang == "zh":
+            punct = self.punctuation
+            return [w for w in self.words if not punct[w]]
+        return [w for w in self.text.split() if not _all_punctuation(w)]
 
     @cached_property
     def word_lengths(self) -> list[int]:
@@ -183,6 +226,68 @@ class Doc:
                 list(zip(*(w[i:] for i in range(n)), strict=False)) if n > 1 else [(x,) for x in w]
             )
         return cache[n]
+
+    @cached_property
+    def word_keys(self) -> np.ndarray:
+        """A random-looking 64-bit value per distinct word, one per word in order."""
+        index: dict[str, int] = {}
+        ids = np.fromiter(
+            (index.setdefault(w, len(index)) for w in self.words), np.uint64, len(self.words)
+        )
+        return mix64(ids + np.uint64(1))
+
+    def gram_keys(self, n: int) -> np.ndarray:
+        """A 64-bit key per word n-gram, in order (cached per n): equal n-grams, equal keys;
+        distinct ones collide with probability ~2^-64 per pair."""
+        cache = self.__dict__.setdefault("_gram_keys", {})
+        if n not in cache:
+            ids = self.word_keys
+            if n == 1 or len(ids) < n:
+                cache[n] = ids if n == 1 else ids[:0]
+            else:
+                prev = self.gram_keys(n - 1)
+                cache[n] = prev[:-1] * _GRAM_BASE + ids[n - 1 :]
+        return cache[n]
+
+    @cached_property
+    def word_ends(self) -> np.ndarray:
+        """Cumulative word lengths: the words i..j-1 hold ``word_ends[j] - word_ends[i]`` chars."""
+        out = np.zeros(len(self.words) + 1, dtype=np.int64)
+        np.cumsum(self.word_lengths, out=out[1:])
+        return out
+
+    @cached_property
+    def punctuation_words(self) -> np.ndarray:
+        """True for each word made only of punctuation."""
+        punct = self.punctuation
+        return np.fromiter((punct[w] for w in self.words), bool, len(self.words))
+
+
+_GRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (as cama.clean.minhash), on a copy."""
+    x = x.copy()
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def zh_boundaries(doc: Doc) -> set[int]:
+    """Character offsets where jieba cuts ``doc.text`` (0 and the end included)."""
+    out, pos = {0}, 0
+    for t in doc.tokens:
+        pos += len(t)
+        out.add(pos)
+    return out
+
+
+def _all_punctuation(word: str) -> bool:
+    return all(ch in PUNCTUATION_SET for ch in word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,14 +308,29 @@ class Reject:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A line (or part of one) that a filter cut out of a document it kept."""
+
+    rule: str  # e.g. "c4_quality.terminal_punctuation"
+    text: str  # what was removed
+    nbytes: int  # its UTF-8 bytes, with the line end that went with it
+    detail: str
+
+
+Scores = dict[str, float | None]
+
+
 class Filter:
-    """One heuristic. Subclasses set ``name`` and implement :meth:`filter`.
+    """One heuristic. Subclasses set ``name`` and ``SCORES`` and implement :meth:`score`
+    and :meth:`select`.
 
     ``settings`` is the validated config block for this filter; each threshold is
     an attribute, so ``self.min_words`` reads ``settings['min_words']``.
     """
 
     name = "filter"
+    SCORES: tuple[str, ...] = ()  # the keys score() returns, in a fixed order
 
     def __init__(self, **settings: Any):
         settings.pop("enabled", None)
@@ -218,8 +338,26 @@ class Filter:
         for k, v in settings.items():
             setattr(self, k, v)
 
-    def filter(self, doc: Doc) -> Reject | None:  # pragma: no cover - interface
+    def score_names(self) -> tuple[str, ...]:
+        return self.SCORES
+
+    def score(self, doc: Doc) -> Scores:  # pragma: no cover - interface
+        """Every measure of this filter, threshold-free; None where it is undefined."""
         raise NotImplementedError
+
+    def select(self, s: Scores) -> Reject | None:  # pragma: no cover - interface
+        """Keep (None) or the first threshold, in the filter's order, that the scores trip."""
+        raise NotImplementedError
+
+    def rewrite(self, doc: Doc) -> None:
+        """Called when this filter keeps ``doc``; a filter that edits the text does it here."""
+
+    def filter(self, doc: Doc) -> Reject | None:
+        """Score and select in one call (and rewrite when kept)."""
+        r = self.select(self.score(doc))
+        if r is None:
+            self.rewrite(doc)
+        return r
 
     def reject(self, threshold: str, value: float | None, detail: str) -> Reject:
         return Reject(f"{self.name}.{threshold}", None if value is None else float(value), detail)
@@ -228,8 +366,25 @@ class Filter:
         return f"{type(self).__name__}({self.settings})"
 
 
+@dataclass(slots=True)
+class Judgement:
+    """What the chain made of one document."""
+
+    reject: Reject | None  # the first rejection in chain order, or None: kept
+    text: str  # the text to keep (filters may have removed lines)
+    scores: Scores  # "<filter>.<score>" -> value, for every filter of the chain
+    removed: list[Removed]  # lines removed from a kept document, with their rules
+
+
+EMPTY = Reject("empty", 0.0, "empty or whitespace-only document")
+
+
 class FilterChain:
-    """Filters applied in order; the first rejection wins. Counts per rule."""
+    """Filters applied in order; the first rejection wins. Counts per rule.
+
+    Every filter scores every document (dolma's tagging), so the scores are complete
+    whatever the decision; selection is then the thresholds, in chain order.
+    """
 
     def __init__(self, filters: list[Filter], lang: str):
         self.filters = filters
@@ -237,20 +392,42 @@ class FilterChain:
         self.rejected: Counter = Counter()
         self.kept = 0
 
+    def score_names(self) -> list[str]:
+        return [f"{f.name}.{k}" for f in self.filters for k in f.score_names()]
+
+    def judge(self, text: str) -> Judgement:
+        doc = Doc(text, self.lang)
+        scores: Scores = {}
+        reject = None
+        for f in self.filters:
+            s = f.score(doc)
+            scores.update((f"{f.name}.{k}", v) for k, v in s.items())
+            if reject is None:
+                reject = f.select(s)
+                if reject is None:
+                    f.rewrite(doc)
+        if reject is None and not doc.text.strip():
+            reject = EMPTY  # every rule passed an empty text (a chain with nothing on)
+        if reject is None:
+            self.kept += 1
+            return Judgement(None, doc.text, scores, doc.removed)
+        self.rejected[reject.rule] += 1
+        return Judgement(reject, text, scores, [])
+
     def __call__(self, text: str) -> tuple[Reject | None, str]:
         """Return (rejection or None, the text to keep: a filter may have rewritten it)."""
-        doc = Doc(text, self.lang)
+        j = self.judge(text)
+        return j.reject, j.text
+
+    def select(self, scores: Scores) -> Reject | None:
+        """The decision from stored scores alone (no text): the chain's thresholds in order."""
         for f in self.filters:
-            r = f.filter(doc)
+            prefix = f.name + "."
+            r = f.select({k: scores.get(prefix + k) for k in f.score_names()})
             if r is not None:
-                self.rejected[r.rule] += 1
-                return r, doc.text
-        self.kept += 1
-        return None, doc.text
+                return r
+        return None
 
 
-def empty_reject(doc: Doc, name: str) -> Reject | None:
-    """Every chain rejects empty and whitespace-only documents the same way."""
-    if not doc.text.strip():
-        return Reject(f"{name}.empty", 0.0, "empty or whitespace-only document")
-    return None
+def ratio(num: float, den: float) -> float | None:
+    return num / den if den else None

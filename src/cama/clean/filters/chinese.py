@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from cama.clean.filters.base import TERMINAL_PUNCTUATION, Doc, Filter, Reject
+from cama.clean.filters.base import TERMINAL_PUNCTUATION, Doc, Filter, Reject, Scores, ratio
 from cama.clean.filters.english import GopherQuality, GopherRepetition, _find_duplicates
 
 FINEWEB2_CMN_STOP_WORDS = [
@@ -60,31 +60,42 @@ class FineWebQuality(Filter):
     """datatrove's FineWebQualityFilter, over the shared word split."""
 
     name = "fineweb_quality"
+    SCORES = ("lines", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "new_line_ratio")
 
-    def filter(self, doc: Doc) -> Reject | None:
+    def score(self, doc: Doc) -> Scores:
         lines = doc.nonblank_lines
-        if not lines:
-            return self.reject("empty", 0, "no non-blank line")
         n = len(lines)
-        r = sum(1 for line in lines if line.endswith(_STOP_CHARS)) / n
+        if not n:
+            return {"lines": 0} | dict.fromkeys(self.SCORES[1:])
+        return {
+            "lines": n,
+            "line_punct_ratio": sum(1 for line in lines if line.endswith(_STOP_CHARS)) / n,
+            "short_line_ratio": sum(1 for line in lines if len(line) <= self.short_line_length) / n,
+            "char_dup_ratio": _find_duplicates(lines)[1]
+            / max(1, len(doc.text) - doc.text.count("\n")),
+            "new_line_ratio": doc.text.count("\n") / max(1, doc.word_stats.n_words),
+        }
+
+    def select(self, s: Scores) -> Reject | None:
+        if not s["lines"]:
+            return self.reject("empty", 0, "no non-blank line")
+        r = s["line_punct_ratio"]
         if r < self.line_punct_thr and not (r == 0 and self.line_punct_exclude_zero):
             return self.reject(
                 "line_punct_thr", r, f"lines ending in punctuation {r:.3f} < {self.line_punct_thr}"
             )
-        r = sum(1 for line in lines if len(line) <= self.short_line_length) / n
+        r = s["short_line_ratio"]
         if r > self.short_line_thr:
             return self.reject(
-                "short_line_thr",
-                r,
+                "short_line_thr", r,
                 f"lines of ≤ {self.short_line_length} chars {r:.3f} > {self.short_line_thr}",
-            )
-        r = _find_duplicates(lines)[1] / max(1, len(doc.text) - doc.text.count("\n"))
+            )  # fmt: skip
+        r = s["char_dup_ratio"]
         if r > self.char_dup_ratio:
             return self.reject(
                 "char_dup_ratio", r, f"chars in duplicate lines {r:.3f} > {self.char_dup_ratio}"
             )
-        n_words = doc.word_stats.n_words
-        r = doc.text.count("\n") / max(1, n_words)
+        r = s["new_line_ratio"]
         if r > self.new_line_ratio:
             return self.reject(
                 "new_line_ratio", r, f"newlines per word {r:.3f} > {self.new_line_ratio}"
@@ -112,40 +123,52 @@ class ChineseWebText(Filter):
         else:
             self._trad_table = None
 
-    def filter(self, doc: Doc) -> Reject | None:
-        text = doc.text
-        dense = _WS_RE.sub("", text)
+    SCORES = ("chars", "mean_line_length", "cjk_ratio", "traditional_ratio", "char_dup_ratio")
+
+    def score(self, doc: Doc) -> Scores:
+        dense = _WS_RE.sub("", doc.text)
         n = len(dense)
-        if n < self.min_chars or n == 0:
-            return self.reject("min_chars", n, f"{n} characters < {self.min_chars}")
         lines = doc.nonblank_lines
-        mean = sum(len(line.strip()) for line in lines) / len(lines)
+        n_cjk = len(_CJK_RE.findall(dense))
+        trad = None
+        if self._trad_table is not None and n_cjk:
+            trad = (n - len(dense.translate(self._trad_table))) / n_cjk
+        dup = None
+        if self.max_char_dup_ratio is not None and self.max_char_dup_ratio < 1:
+            dup = char_ngram_dup_ratio(dense, self.char_ngram)
+        return {
+            "chars": n,
+            "mean_line_length": ratio(sum(len(line.strip()) for line in lines), len(lines)),
+            "cjk_ratio": ratio(n_cjk, n),
+            "traditional_ratio": trad,
+            "char_dup_ratio": dup,
+        }
+
+    def select(self, s: Scores) -> Reject | None:
+        n = s["chars"]
+        if n < self.min_chars or n == 0:
+            return self.reject("min_chars", n, f"{n:.0f} characters < {self.min_chars}")
+        mean = s["mean_line_length"]
         if mean < self.min_mean_line_length:
             return self.reject(
-                "min_mean_line_length",
-                mean,
+                "min_mean_line_length", mean,
                 f"mean line length {mean:.1f} < {self.min_mean_line_length}",
-            )
-        n_cjk = len(_CJK_RE.findall(dense))
-        r = n_cjk / n
+            )  # fmt: skip
+        r = s["cjk_ratio"]
         if r < self.min_cjk_ratio:
             return self.reject("min_cjk_ratio", r, f"CJK characters {r:.3f} < {self.min_cjk_ratio}")
-        if self._trad_table is not None and n_cjk:
-            r = (n - len(dense.translate(self._trad_table))) / n_cjk
-            if r > self.max_traditional_ratio:
-                return self.reject(
-                    "max_traditional_ratio",
-                    r,
-                    f"traditional characters {r:.3f} > {self.max_traditional_ratio}",
-                )
-        if self.max_char_dup_ratio is not None and self.max_char_dup_ratio < 1:
-            r = char_ngram_dup_ratio(dense, self.char_ngram)
-            if r > self.max_char_dup_ratio:
-                return self.reject(
-                    "max_char_dup_ratio",
-                    r,
-                    f"chars in repeated {self.char_ngram}-grams {r:.3f} > {self.max_char_dup_ratio}",
-                )
+        r = s["traditional_ratio"]
+        if r is not None and self._trad_table is not None and r > self.max_traditional_ratio:
+            return self.reject(
+                "max_traditional_ratio", r,
+                f"traditional characters {r:.3f} > {self.max_traditional_ratio}",
+            )  # fmt: skip
+        r = s["char_dup_ratio"]
+        if r is not None and self.max_char_dup_ratio < 1 and r > self.max_char_dup_ratio:
+            return self.reject(
+                "max_char_dup_ratio", r,
+                f"chars in repeated {self.char_ngram}-grams {r:.3f} > {self.max_char_dup_ratio}",
+            )  # fmt: skip
         return None
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 
-from cama.clean.filters.base import Doc, Filter, Reject
+from cama.clean.filters.base import Doc, Filter, Reject, Scores
 
 _ENCODED_RE = re.compile(
     r"[a-zA-Z0-9+/\n=]{64,}"  # base64
@@ -47,68 +47,77 @@ _NONWS_RE = re.compile(r"\S")
 class CodeQuality(Filter):
     name = "code_quality"
 
-    def filter(self, doc: Doc) -> Reject | None:
+    SCORES = ("chars", "longest_line", "mean_line_length", "alnum_frac", "whitespace_frac",
+              "generated", "encoded_run", "encoded_frac", "data_char_frac")  # fmt: skip
+
+    def score(self, doc: Doc) -> Scores:
         text = doc.text
         if not text.strip():
-            return self.reject("empty", 0, "empty or whitespace-only document")
+            return {"chars": 0} | dict.fromkeys(self.SCORES[1:])
         lines = doc.lines
-        longest = max(map(len, lines))
-        if self.max_line_length and longest > self.max_line_length:
-            return self.reject(
-                "max_line_length", longest, f"a line of {longest} chars > {self.max_line_length}"
-            )
-        mean = sum(map(len, lines)) / len(lines)
-        if self.max_mean_line_length and mean > self.max_mean_line_length:
-            return self.reject(
-                "max_mean_line_length",
-                mean,
-                f"mean line length {mean:.1f} > {self.max_mean_line_length}",
-            )
         n = len(text)
-        r = len(_ALNUM_RE.findall(text)) / n
-        if self.min_alnum_frac and r < self.min_alnum_frac:
+        head = "\n".join(lines[: self.header_lines]).lower()
+        markers = self.generated_markers or []
+        generated = next((i for i, m in enumerate(markers) if m.lower() in head), None)
+        runs = [len(m) for m in _ENCODED_RE.findall(text)]
+        nonws = len(_NONWS_RE.findall(text))
+        return {
+            "chars": n,
+            "longest_line": max(map(len, lines)),
+            "mean_line_length": sum(map(len, lines)) / len(lines),
+            "alnum_frac": len(_ALNUM_RE.findall(text)) / n,
+            "whitespace_frac": len(_WS_RE.findall(text)) / n,
+            "generated": None if generated is None else float(generated),  # which marker
+            "encoded_run": max(runs, default=0),
+            "encoded_frac": sum(runs) / n,
+            "data_char_frac": len(_DATA_RE.findall(text)) / max(1, nonws),
+        }
+
+    def select(self, s: Scores) -> Reject | None:
+        if not s["chars"]:
+            return self.reject("empty", 0, "empty or whitespace-only document")
+        v = s["longest_line"]
+        if self.max_line_length and v > self.max_line_length:
             return self.reject(
-                "min_alnum_frac", r, f"alphanumeric fraction {r:.3f} < {self.min_alnum_frac}"
+                "max_line_length", v, f"a line of {v:.0f} chars > {self.max_line_length}"
             )
-        r = len(_WS_RE.findall(text)) / n
-        if self.min_whitespace_frac and r < self.min_whitespace_frac:
+        v = s["mean_line_length"]
+        if self.max_mean_line_length and v > self.max_mean_line_length:
             return self.reject(
-                "min_whitespace_frac",
-                r,
-                f"whitespace fraction {r:.3f} < {self.min_whitespace_frac}",
+                "max_mean_line_length", v, f"mean line length {v:.1f} > {self.max_mean_line_length}"
             )
-        if self.generated_markers:
-            head = "\n".join(lines[: self.header_lines]).lower()
-            for marker in self.generated_markers:
-                if marker.lower() in head:
-                    return self.reject(
-                        "generated_markers",
-                        None,
-                        f"'{marker}' in the first {self.header_lines} lines",
-                    )
-        if self.max_encoded_run or self.max_encoded_frac:
-            runs = [len(m) for m in _ENCODED_RE.findall(text)]
-            if runs:
-                if self.max_encoded_run and max(runs) > self.max_encoded_run:
-                    return self.reject(
-                        "max_encoded_run",
-                        max(runs),
-                        f"an encoded run of {max(runs)} chars > {self.max_encoded_run}",
-                    )
-                r = sum(runs) / n
-                if self.max_encoded_frac and r > self.max_encoded_frac:
-                    return self.reject(
-                        "max_encoded_frac", r, f"encoded data {r:.3f} > {self.max_encoded_frac}"
-                    )
-        if self.max_data_char_frac:
-            nonws = len(_NONWS_RE.findall(text))
-            r = len(_DATA_RE.findall(text)) / max(1, nonws)
-            if r > self.max_data_char_frac:
-                return self.reject(
-                    "max_data_char_frac",
-                    r,
-                    f"digits and JSON punctuation {r:.3f} > {self.max_data_char_frac}",
-                )
+        v = s["alnum_frac"]
+        if self.min_alnum_frac and v < self.min_alnum_frac:
+            return self.reject(
+                "min_alnum_frac", v, f"alphanumeric fraction {v:.3f} < {self.min_alnum_frac}"
+            )
+        v = s["whitespace_frac"]
+        if self.min_whitespace_frac and v < self.min_whitespace_frac:
+            return self.reject(
+                "min_whitespace_frac", v, f"whitespace fraction {v:.3f} < {self.min_whitespace_frac}"
+            )
+        v = s["generated"]
+        if self.generated_markers and v is not None and v < len(self.generated_markers):
+            marker = self.generated_markers[int(v)]
+            return self.reject(
+                "generated_markers", None, f"'{marker}' in the first {self.header_lines} lines"
+            )
+        v = s["encoded_run"]
+        if self.max_encoded_run and v > self.max_encoded_run:
+            return self.reject(
+                "max_encoded_run", v, f"an encoded run of {v:.0f} chars > {self.max_encoded_run}"
+            )
+        v = s["encoded_frac"]
+        if self.max_encoded_frac and v > self.max_encoded_frac:
+            return self.reject(
+                "max_encoded_frac", v, f"encoded data {v:.3f} > {self.max_encoded_frac}"
+            )
+        v = s["data_char_frac"]
+        if self.max_data_char_frac and v > self.max_data_char_frac:
+            return self.reject(
+                "max_data_char_frac", v,
+                f"digits and JSON punctuation {v:.3f} > {self.max_data_char_frac}",
+            )  # fmt: skip
         return None
 
 
