@@ -48,11 +48,11 @@ def corpus_stats(tmp: Path) -> dict:
     norm = {"wiki_zh": (120, 110), "c4_en": (200, 190)}
     paths = {"sources": list(norm), "normalise": [], "filter": []}
     for s, (read, out) in norm.items():
-        (tmp / f"{s}.n.json").write_text(json.dumps({"records_in": read, "docs_out": out}))
-        (tmp / f"{s}.f.json").write_text(json.dumps({"docs_in": out, "kept": out - 30}))
+        (tmp / f"{s}.n.json").write_text(json.dumps({"records_in": read, "docs_out": out, "bytes_out": out * 1000}))
+        (tmp / f"{s}.f.json").write_text(json.dumps({"docs_in": out, "kept": out - 30, "bytes_kept": (out - 30) * 900}))
         paths["normalise"].append(tmp / f"{s}.n.json")
         paths["filter"].append(tmp / f"{s}.f.json")
-    dedup = {"per_source": {"wiki_zh": {"kept": 70}, "c4_en": {"kept": 150}}}
+    dedup = {"per_source": {"wiki_zh": {"kept": 70, "bytes_kept": 70_000}, "c4_en": {"kept": 150, "bytes_kept": 1_500_000}}}
     (tmp / "dedup.json").write_text(json.dumps(dedup))
     blend = {"datasets": [{"source": "wiki_zh", "lang": "zh", "tokens": 12345}, {"source": "c4_en", "lang": "en", "tokens": 54321}]}
     (tmp / "blend.json").write_text(json.dumps(blend))
@@ -116,9 +116,9 @@ def test_card_metadata_and_text(folder, evals):
     assert "cama chat cama-tiny" in text and "vllm serve" in text
     assert "`lora/`: the LoRA adapter" in text
     # the data it saw, with the funnel and the licences
-    assert "| wiki_zh | zh | 120 | 110 | 80 | 70 | 12,345 | CC BY-SA 3.0 |" in text
-    assert "| c4_en | en | 200 | 190 | 160 | 150 | 54,321 | unknown (see the source) |" in text
-    assert "| **all** |  | 320 | 300 | 240 | 220 | 66,666 |  |" in text
+    assert "| wiki_zh | zh | 120 | 110 | 80 | 70 | 0.1 | 12,345 | CC BY-SA 3.0 |" in text
+    assert "| c4_en | en | 200 | 190 | 160 | 150 | 1.5 | 54,321 | unknown (see the source) |" in text
+    assert "| **all** |  | 320 | 300 | 240 | 220 | 1.6 | 66,666 |  |" in text
 
 
 def test_card_without_adapter_says_so(tiny_diff, tuned_tiny, tmp_path):

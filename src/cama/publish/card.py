@@ -103,14 +103,17 @@ def corpus_section(corpus: dict | None, licences: dict[str, str]) -> str:
         for d in json.loads(Path(corpus["blend"]).read_text()).get("datasets", []):
             tokens[d.get("source", "")] = tokens.get(d.get("source", ""), 0) + int(d.get("tokens", 0))
             langs[d.get("source", "")] = d.get("lang", "")
+    steps = ("read", "normalised", "filtered", "deduplicated")
     rows = []
     for s in sources:
-        c = counts[s]
-        rows.append([s, langs.get(s, ""), f"{c['read']:,}", f"{c['normalised']:,}", f"{c['filtered']:,}",
-                     f"{c['deduplicated']:,}", f"{tokens[s]:,}" if s in tokens else "", licences.get(s, UNKNOWN_LICENCE)])  # fmt: skip
-    total = [sum(counts[s][k] for s in sources) for k in ("read", "normalised", "filtered", "deduplicated")]
-    rows.append(["**all**", "", *[f"{v:,}" for v in total], f"{sum(tokens.values()):,}" if tokens else "", ""])
-    head = ["source", "lang", "documents read", "normalised", "kept by filters", "after dedup", "tokens packed", "licence"]
+        c = counts[s]["docs"]
+        rows.append([s, langs.get(s, ""), *[f"{c[k]:,}" for k in steps], f"{counts[s]['bytes']['deduplicated'] / 1e6:,.1f}",
+                     f"{tokens[s]:,}" if s in tokens else "", licences.get(s, UNKNOWN_LICENCE)])  # fmt: skip
+    total = [sum(counts[s]["docs"][k] for s in sources) for k in steps]
+    mb = sum(counts[s]["bytes"]["deduplicated"] for s in sources) / 1e6
+    rows.append(["**all**", "", *[f"{v:,}" for v in total], f"{mb:,.1f}", f"{sum(tokens.values()):,}" if tokens else "", ""])
+    head = ["source", "lang", "documents read", "normalised", "kept by filters", "after dedup", "MB after dedup",
+            "tokens packed", "licence"]  # fmt: skip
     return (
         "Continued pretraining saw these corpora. Documents left after each step of the pipeline "
         "(normalise, quality and toxicity filters, exact and MinHash dedup), and the tokens packed for training:\n\n"
