@@ -23,6 +23,7 @@ include: "rules/pack.smk"
 include: "rules/pretrain.smk"
 include: "rules/instruct.smk"
 include: "rules/lora.smk"
+include: "rules/publish.smk"
 include: "rules/report.smk"
 include: "rules/evaluate.smk"  # last: it scores the models the rules above make
 

@@ -112,7 +112,7 @@ def get_final_output():
         f"{RESULTS}/lora/merged",
         *([f"{RESULTS}/eval/ie.json"] if IE_SETS else []),
         f"{RESULTS}/eval/cases.md",
-    ]
+    ] + get_publish_outputs()
 
 
 # --- evaluate (rules/evaluate.smk) ---
@@ -156,3 +156,29 @@ def get_model_inputs(wildcards):
     """The model folder (and adapter) of one evaluated model."""
     m = EVAL_MODELS[wildcards.model]
     return {"model": m["model"], **({"adapter": m["adapter"]} if m["adapter"] else {})}
+
+
+def get_publish_inputs():
+    """What the publish stage reads: the merged LoRA model (published as a diff against the
+    base) and its adapter; the evaluation results (IE F1 when evaluation sets are configured)
+    and the data statistics for the card."""
+    ie_json = [f"{RESULTS}/eval/ie.json"] if IE_SETS else []
+    return {
+        "base": get_base_model(),
+        "tuned": f"{RESULTS}/lora/merged",
+        "adapter": [f"{RESULTS}/lora/adapter"],
+        "evals": [f"{RESULTS}/eval/bpb.json", *ie_json],
+        "instruct_stats": [f"{RESULTS}/instruct/stats.json"],
+        "normalise": expand(f"{RESULTS}/docs/{{source}}.stats.json", source=SOURCES),
+        "filter": expand(f"{RESULTS}/clean/{{source}}.stats.json", source=SOURCES),
+        "dedup": f"{RESULTS}/dedup/stats.json",
+        "blend": f"{RESULTS}/shards/blend.json",
+    }
+
+
+def get_publish_outputs():
+    """The hub-ready folder always; the upload record only when publish.repo_id is set."""
+    out = [f"{RESULTS}/publish", f"{RESULTS}/report/model_card.html"]
+    if config["publish"]["repo_id"]:
+        out.append(f"{RESULTS}/publish.upload.json")
+    return out

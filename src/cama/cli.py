@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "instruct": ("cama.instruct.cli", "instruction data by hand: convert a source, translate records, parse an IE answer"),
     "eval": ("cama.evaluate.cli", "evaluate by hand: IE micro-F1 of a model (ie), lm-evaluation-harness (lm-eval)"),
     "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
+    "diff": ("cama.publish.diff", "weight diff: `cama diff make --base B --tuned T --out D`, streamed, with a per-tensor manifest"),
+    "recover": ("cama.publish.recover", "rebuild the tuned model from the base and a diff, every tensor verified"),
+    "publish": ("cama.publish.upload", "upload the hub-ready folder (results/publish) to the Hub; --dry-run shows the plan"),
+    "download": ("cama.publish.download", "download a published model, check SHA256SUMS, optionally --recover it"),
 }
 
 

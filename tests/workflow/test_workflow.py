@@ -105,6 +105,8 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "eval_ie_generate": len([m for m in DEMO["evaluate"]["ie"]["models"] if m in EVAL_MODELS]),
         "eval_ie": 1,
         "eval_cases": 1,
+        "weight_diff": 1,
+        "publish_folder": 1,
     }
 
 
@@ -215,7 +217,8 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
     plan = planned_jobs(demo_run)
     downstream = {"dedup_corpus", "corpus_report", "heldout_split", "train_tokenizer", "pack_shards", "pack_report",
                   "init_base_model", "pretrain", "eval_bpb", "assemble_instruct", "instruct_report",
-                  "lora_data", "lora", "merge_lora", "eval_ie_generate", "eval_ie", "eval_cases"}
+                  "lora_data", "lora", "merge_lora", "eval_ie_generate", "eval_ie", "eval_cases",
+                  "weight_diff", "publish_folder"}
     assert {"corpus_report", "all"} <= set(plan) <= downstream | {"all"}
     snakemake(demo_run, "--cores", "2")
     assert planned_jobs(demo_run) == {}
@@ -364,3 +367,36 @@ def test_report_has_every_stage_on_one_page(demo_run):
         assert name in page, name
     if LORA:  # the LoRA stage's loss curve beside pretraining's
         assert page.count("loss.png") >= 2 and "LoRA" in page
+# ----------------------------------------------------------------------------- publish (issue 14)
+
+
+def test_demo_publishes_a_diff_a_card_and_sums(demo_run):
+    from huggingface_hub import ModelCard
+
+    pub = demo_run / "results/publish"
+    proc = subprocess.run(["sha256sum", "--check", "--strict", "SHA256SUMS"], cwd=pub, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((pub / "diff/manifest.json").read_text())
+    assert manifest["format"] == "cama-weight-diff" and manifest["stats"]["tensors"] > 0
+    card = ModelCard.load(pub / "README.md")
+    assert "**These weights are a diff, not a model.**" in card.text and "No LoRA adapter" in card.text
+    bpb = json.loads((demo_run / "results/eval/bpb.json").read_text())["models"]["pretrained"]
+    assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
+        lang: round(v["bpb"], 4) for lang, v in bpb.items()
+    }
+    for source in SOURCES:  # every corpus, with its licence, in the data table
+        assert f"| {source} |" in card.text
+    assert "unknown (see the source)" not in card.text
+    assert not (demo_run / "results/publish.upload.json").exists()  # no repo id: no upload
+
+
+def test_demo_model_recovers_bit_exactly_from_base_and_diff(demo_run, tmp_path):
+    out = tmp_path / "recovered"
+    cmd = [sys.executable, "-m", "cama.cli", "recover", "--base", "results/pretrain/base", "--diff", "results/publish/diff", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    model = demo_run / "results/pretrain/model"
+    files = sorted(p.name for p in model.iterdir() if not p.name.startswith("."))  # not Snakemake's timestamp
+    assert sorted(p.name for p in out.iterdir()) == files
+    for name in files:
+        assert (model / name).read_bytes() == (out / name).read_bytes(), name
