@@ -7,14 +7,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
-import openai
 import pytest
 
-from cama.serve.cli import serve_in_thread
-from cama.serve.models import Settings, load_models
-from cama.serve.openai_api import create_app
-from cama.serve.scheduler import Scheduler
+httpx = pytest.importorskip("httpx", reason="the [serve] extra is not installed")
+openai = pytest.importorskip("openai", reason="the [serve] extra is not installed")
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+
+from cama.serve.cli import serve_in_thread  # noqa: E402
+from cama.serve.models import Settings, load_models  # noqa: E402
+from cama.serve.openai_api import create_app  # noqa: E402
+from cama.serve.scheduler import Scheduler  # noqa: E402
 
 GREEDY = dict(temperature=0)
 HELLO = [{"role": "system", "content": "你是一个助手。"}, {"role": "user", "content": "介绍一下北京。"}]
