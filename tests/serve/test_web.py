@@ -124,7 +124,7 @@ def test_instruction_form_streams_the_engines_answer(page, browser, artifacts):
 def test_chat_tab_keeps_the_turns(page, browser):
     url, _ = page
     _tab(browser, "Chat")
-    for turn, text in enumerate(["你好！", "你是谁？"], start=1):
+    for text in ["你好！", "你是谁？"]:
         _fill(browser, "#message textarea", text)
         browser.find_element(By.CSS_SELECTOR, "#send").click()
         WebDriverWait(browser, 60).until(
