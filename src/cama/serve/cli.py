@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=256,
                    help="requests waiting beyond the batch; more get 429 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-wait-ms", type=float, default=10.0,
+                   help="wait this long for more requests before a batch starts (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=1024, help="most new tokens a request may ask for")
     p.add_argument("--engine", choices=["cama", "vllm"], default="cama",
                    help="cama: this process; vllm: exec `vllm serve` on the same model (needs vllm installed)")  # fmt: skip
@@ -69,7 +71,7 @@ def build_app(args: argparse.Namespace):
     if args.preset is not None and args.preset not in PRESETS:
         raise ConfigError(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
     models = load_models(args.model, args.name, args.adapter)
-    scheduler = Scheduler(max_batch=args.max_batch, max_queue=args.max_queue)
+    scheduler = Scheduler(max_batch=args.max_batch, max_queue=args.max_queue, batch_wait=args.batch_wait_ms / 1000)
     preset = PRESETS[args.preset] if args.preset else None
     return create_app(models, scheduler, preset=preset, max_tokens=args.max_tokens, api_key_env=args.api_key_env)
 

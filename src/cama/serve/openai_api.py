@@ -206,7 +206,7 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                 out.append((len(out), p, s))
         return out
 
-    async def execute(served: Served, job_list: list):
+    async def execute(served: Served, job_list: list, stream: bool):
         """Submit every job now (429 if the queue is full); returns one event queue per job."""
 
         queues: list[asyncio.Queue] = []
@@ -215,7 +215,7 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
             loop = asyncio.get_running_loop()
             for _, prompt, settings in job_list:
                 q: asyncio.Queue = asyncio.Queue()
-                req = scheduler.submit(served.engine, prompt, settings, key=served.name,
+                req = scheduler.submit(served.engine, prompt, settings, key=served.name, stream=stream,
                                        sink=lambda e, q=q, loop=loop: loop.call_soon_threadsafe(q.put_nowait, e))  # fmt: skip
                 submitted.append(req)
                 queues.append(q)
@@ -248,7 +248,7 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                 r.cancel()
 
     async def answer(body: _Body, served: Served, job_list: list, object_: str, make_choice, make_delta):
-        submitted, queues = await execute(served, job_list)
+        submitted, queues = await execute(served, job_list, body.stream)
         rid = f"{'chatcmpl' if object_.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}"
         now = int(time.time())
         head = {"id": rid, "created": now, "model": body.model}

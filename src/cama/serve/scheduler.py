@@ -12,6 +12,9 @@ the engine makes them (``Request.events``), and the final ``Generation`` ends th
   one already in a batch runs to the end of that batch (the engine's call is not interruptible)
   and its tokens are discarded.
 - An engine error fails the requests of that batch, not the worker.
+- A batch is formed after a short wait (``batch_wait``, 10 ms) while requests keep arriving, so
+  clients that send together (or come back together when their batch ends) decode together.
+- The engine is asked for tokens one by one (``on_token``) only when a request of the batch streams.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ class Request:
     prompt: Any
     settings: Any
     _sink: Any = None  # called from the worker thread with each event
+    stream: bool = True  # wants text deltas; else only the Generation
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -49,10 +54,10 @@ class Request:
 class Scheduler:
     """One worker thread running the engines' batches for every caller."""
 
-    def __init__(self, max_batch: int = 32, max_queue: int = 256):
-        if max_batch < 1 or max_queue < 0:
-            raise ValueError("max_batch must be >= 1 and max_queue >= 0")
-        self.max_batch, self.max_queue = max_batch, max_queue
+    def __init__(self, max_batch: int = 32, max_queue: int = 256, batch_wait: float = 0.01):
+        if max_batch < 1 or max_queue < 0 or batch_wait < 0:
+            raise ValueError("max_batch must be >= 1, max_queue and batch_wait >= 0")
+        self.max_batch, self.max_queue, self.batch_wait = max_batch, max_queue, batch_wait
         self._waiting: deque[Request] = deque()
         self._cv = threading.Condition()
         self._closed = False
@@ -73,9 +78,10 @@ class Scheduler:
         self._thread.join(timeout=60)
 
     # -- callers -------------------------------------------------------------------------------
-    def submit(self, engine, prompt, settings, key: Hashable = None, sink=None) -> Request:
-        """Queue one prompt; ``sink(event)`` gets each text delta, then the Generation (or an exception)."""
-        req = Request((key, settings), engine, prompt, settings, sink)
+    def submit(self, engine, prompt, settings, key: Hashable = None, sink=None, stream: bool = True) -> Request:
+        """Queue one prompt; ``sink(event)`` gets each text delta (if ``stream``), then the Generation
+        (or an exception). Called from the worker thread: keep it short."""
+        req = Request((key, settings), engine, prompt, settings, sink, stream)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the scheduler is closed")
@@ -124,17 +130,24 @@ class Scheduler:
             while True:
                 while self._waiting and self._waiting[0].cancelled:
                     self._waiting.popleft()
-                if self._waiting:
-                    break
-                if self._closed:
-                    return None
-                self._cv.wait()
-            key = self._waiting[0].key
-            batch = [r for r in self._waiting if r.key == key and not r.cancelled][: self.max_batch]
-            chosen = set(map(id, batch))
-            self._waiting = deque(r for r in self._waiting if id(r) not in chosen and not r.cancelled)
-            self.running = len(batch)
-            return batch
+                if not self._waiting:
+                    if self._closed:
+                        return None
+                    self._cv.wait()
+                    continue
+                deadline = time.monotonic() + 5 * self.batch_wait
+                while len(self._waiting) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    before = len(self._waiting)
+                    self._cv.wait(min(self.batch_wait, left))
+                    if len(self._waiting) == before:  # nobody came in a while: go
+                        break
+                key = self._waiting[0].key
+                batch = [r for r in self._waiting if r.key == key and not r.cancelled][: self.max_batch]
+                chosen = set(map(id, batch))
+                self._waiting = deque(r for r in self._waiting if id(r) not in chosen and not r.cancelled)
+                if batch:
+                    self.running = len(batch)
+                    return batch
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -142,11 +155,13 @@ class Scheduler:
             self.largest_batch = max(self.largest_batch, len(batch))
 
             def on_token(i: int, delta: str, batch=batch) -> None:
-                if not batch[i].cancelled:
+                if batch[i].stream and not batch[i].cancelled:
                     batch[i]._sink(delta)
 
+            streaming = any(r.stream for r in batch)
             try:
-                gens = batch[0].engine.generate([r.prompt for r in batch], batch[0].settings, on_token=on_token)
+                gens = batch[0].engine.generate([r.prompt for r in batch], batch[0].settings,
+                                                on_token=on_token if streaming else None)  # fmt: skip
             except Exception as e:  # noqa: BLE001 - fail this batch's requests, keep serving
                 log.exception("generation failed for a batch of %d", len(batch))
                 for r in batch:
