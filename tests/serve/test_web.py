@@ -23,7 +23,6 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from cama.chat import user_content  # noqa: E402
 from cama.serve.ie import IEQuery  # noqa: E402
 from cama.serve.models import Settings, load_models  # noqa: E402
-from cama.serve.scheduler import Scheduler  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # CI installs them (.ci/run) and must run this test: there a missing browser fails, not skips.
@@ -54,14 +53,14 @@ def page(tiny_chat):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from cama.serve.web import build, launch
 
-    served = load_models(tiny_chat, name="tiny")["tiny"]
-    scheduler = Scheduler(max_batch=8, max_queue=16)
-    demo = build(served, scheduler, PRESET)
+    served = load_models(tiny_chat, name="tiny", max_batch=8, max_queue=16)["tiny"]
+    served.engine.start()
+    demo = build(served, PRESET)
     port = _free_port()
     launch(demo, "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}/", served
     demo.close()
-    scheduler.close()
+    served.engine.stop()
 
 
 @pytest.fixture(scope="module")

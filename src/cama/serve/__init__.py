@@ -4,7 +4,6 @@ All three sit on the one generation engine (``cama.generate``) and format prompt
 tokenizer's chat template (``cama.chat``); none decodes or formats a prompt itself.
 
 - ``models``: the models a front end serves, by name (a model folder, LoRA adapters on it).
-- ``scheduler``: many callers (coroutines, threads) share one engine; their requests are batched.
 - ``openai_api``: the ASGI app (FastAPI) that speaks OpenAI's protocol; ``cli`` runs it with
   uvicorn, or builds vLLM's own server command (``vllm_command``).
 - ``terminal``: ``cama chat``; ``web``: ``cama web`` (gradio, the ``[web]`` extra);

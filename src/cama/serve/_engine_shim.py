@@ -5,8 +5,76 @@ Deleted when the real engine lands; nothing outside ``cama.serve.engine`` import
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import collections
+import queue
+import threading
 from dataclasses import dataclass, field
+
+from cama.errors import CamaError
+
+_END = object()
+
+
+class QueueFull(CamaError):
+    pass
+
+
+class Request:
+    def __init__(self, settings):
+        self.settings, self.generation = settings, None
+        self._events, self._done, self._cancelled = queue.SimpleQueue(), threading.Event(), False
+        self._aloop = self._aevent = None
+
+    def _emit(self, piece):
+        self._events.put(piece)
+        self._notify()
+
+    def _finish(self, generation):
+        self.generation = generation
+        self._events.put(_END)
+        self._done.set()
+        self._notify()
+
+    def _notify(self):
+        if self._aloop is not None:
+            self._aloop.call_soon_threadsafe(self._aevent.set)
+
+    def cancel(self):
+        self._cancelled = True
+
+    @property
+    def done(self):
+        return self._done.is_set()
+
+    def result(self, timeout=None):
+        self._done.wait(timeout)
+        return self.generation
+
+    def __iter__(self):
+        while (x := self._events.get()) is not _END:
+            yield x
+
+    async def astream(self):
+        self._aevent, self._aloop = asyncio.Event(), asyncio.get_running_loop()
+        while True:
+            while True:
+                try:
+                    x = self._events.get_nowait()
+                except queue.Empty:
+                    break
+                if x is _END:
+                    return
+                yield x
+            self._aevent.clear()
+            if not self._events.empty():
+                continue
+            await self._aevent.wait()
+
+    async def aresult(self):
+        async for _ in self.astream():
+            pass
+        return self.generation
 
 
 @dataclass(frozen=True)
@@ -19,9 +87,6 @@ class Settings:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
-
-    def replace(self, **kw) -> Settings:
-        return dataclasses.replace(self, **kw)
 
 
 PRESETS = {"greedy": Settings(), "base": Settings(num_beams=3, repetition_penalty=1.6, max_new_tokens=512),
@@ -36,14 +101,89 @@ class Generation:
     completion_tokens: int
     repetition_trimmed: bool = False
     token_ids: list[int] = field(default_factory=list)
+    error: str | None = None
 
 
 class Engine:
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, max_batch=32, max_queue=1024):
         self.model, self.tokenizer = model, tokenizer
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.context = self.max_length = model.config.max_position_embeddings
+        self.stats = collections.Counter()
+        self._waiting, self._cond, self._thread = collections.deque(), threading.Condition(), None
+
+    def encode(self, prompt):
+        tok = self.tokenizer
+        if isinstance(prompt, str):
+            return tok(prompt)["input_ids"]
+        if prompt and isinstance(prompt[0], dict):
+            text = tok.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
+            return tok(text, add_special_tokens=False)["input_ids"]
+        return list(prompt)
+
+    def start(self, max_length=None):
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._serve, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self):
+        if self._thread is not None:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify_all()
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def submit(self, prompt, settings=None, *, on_token=None, block=False):
+        req = Request(settings or Settings())
+        req.prompt = prompt
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull(f"{len(self._waiting)} requests are waiting (max_queue {self.max_queue})")
+            self._waiting.append(req)
+            self._cond.notify_all()
+        return req
+
+    def _serve(self):
+        import time
+
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                deadline = time.monotonic() + 0.05
+                while len(self._waiting) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    n = len(self._waiting)
+                    self._cond.wait(min(0.01, left))
+                    if len(self._waiting) == n:
+                        break
+                key = self._waiting[0].settings
+                batch = [r for r in self._waiting if r.settings == key and not r._cancelled][: self.max_batch]
+                self._waiting = collections.deque(r for r in self._waiting if r not in batch and not r._cancelled)
+            if not batch:
+                continue
+            try:
+                gens = self.generate([r.prompt for r in batch],
+                                     key, on_token=lambda i, piece: (batch[i]._emit(piece), self.stats.update(tokens=1)))  # noqa: B023
+            except Exception as e:  # noqa: BLE001
+                gens = [Generation("", "error", 0, 0, error=f"{type(e).__name__}: {e}") for _ in batch]
+            for r, g in zip(batch, gens, strict=True):
+                r._finish(g)
+            self.stats["decode_steps"] += max(g.completion_tokens for g in gens)
+            self.stats["decode_rows"] += sum(g.completion_tokens for g in gens)
 
     @classmethod
-    def load(cls, model_dir, adapter=None):
+    def load(cls, model_dir, adapter=None, **kwargs):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from cama.chat import with_chat_template
@@ -56,16 +196,14 @@ class Engine:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter))
-        return cls(model.eval(), tok)
+        return cls(model.eval(), tok, **kwargs)
 
     def generate(self, prompts, settings: Settings, on_token=None) -> list[Generation]:
         import torch
         from transformers.generation.streamers import BaseStreamer
 
         tok = self.tokenizer
-        ids = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=False)
-               if not isinstance(p, str) else tok(p)["input_ids"] for p in prompts]  # fmt: skip
-        ids = [list(x["input_ids"]) if hasattr(x, "keys") else list(x) for x in ids]
+        ids = [self.encode(p) for p in prompts]
         width = max(map(len, ids))
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])

@@ -34,11 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", default="CAMA_API_KEY", metavar="VAR",
                    help="environment variable holding the key clients must send; unset: no key (default: %(default)s)")  # fmt: skip
     p.add_argument("--preset", help="decoding preset for fields a request leaves out (default: the engine's defaults)")
-    p.add_argument("--max-batch", type=int, default=32, help="requests decoded together (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=64, help="requests decoded together (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=256,
-                   help="requests waiting beyond the batch; more get 429 (default: %(default)s)")  # fmt: skip
-    p.add_argument("--batch-wait-ms", type=float, default=10.0,
-                   help="wait this long for more requests before a batch starts (default: %(default)s)")  # fmt: skip
+                   help="requests waiting for a place in the batch; more get 429 (default: %(default)s)")  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=1024, help="most new tokens a request may ask for")
     p.add_argument("--engine", choices=["cama", "vllm"], default="cama",
                    help="cama: this process; vllm: exec `vllm serve` on the same model (needs vllm installed)")  # fmt: skip
@@ -54,26 +52,26 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     app = build_app(args)
+    engines = [served.engine.start() for served in app.state.models.values()]
     log.info("serving %s on http://%s:%d/v1", ", ".join(app.state.models), args.host, args.port)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
     finally:
-        app.state.scheduler.close()
+        for engine in engines:
+            engine.stop()
     return 0
 
 
 def build_app(args: argparse.Namespace):
-    """The FastAPI app for ``cama serve``'s arguments (models loaded, scheduler started)."""
+    """The FastAPI app for ``cama serve``'s arguments (models loaded, engines not started yet)."""
     from cama.serve.models import PRESETS, load_models
     from cama.serve.openai_api import create_app
-    from cama.serve.scheduler import Scheduler
 
     if args.preset is not None and args.preset not in PRESETS:
         raise ConfigError(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
-    models = load_models(args.model, args.name, args.adapter)
-    scheduler = Scheduler(max_batch=args.max_batch, max_queue=args.max_queue, batch_wait=args.batch_wait_ms / 1000)
+    models = load_models(args.model, args.name, args.adapter, max_batch=args.max_batch, max_queue=args.max_queue)
     preset = PRESETS[args.preset] if args.preset else None
-    return create_app(models, scheduler, preset=preset, max_tokens=args.max_tokens, api_key_env=args.api_key_env)
+    return create_app(models, preset=preset, max_tokens=args.max_tokens, api_key_env=args.api_key_env)
 
 
 def _run_vllm(args: argparse.Namespace) -> int:

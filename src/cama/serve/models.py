@@ -2,8 +2,8 @@
 
 ``cama serve --model results/pretrain/model --adapter lora=results/lora/adapter`` serves two
 names: ``model`` (the folder's name, or ``--name``) and ``lora``. A client picks one with the
-``model`` field of its request. Each name gets its own engine (the adapter loaded on its own copy
-of the base weights), and the scheduler batches requests per name.
+``model`` field of its request. Each name gets its own engine (the adapter merged into its own copy
+of the base weights), which batches the requests for that name.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cama.errors import ConfigError
-from cama.serve._engine_shim import PRESETS, Engine, Settings
+from cama.serve._engine_shim import PRESETS, Engine, QueueFull, Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "Engine", "Served", "Settings", "load_models", "parse_adapter"]
+__all__ = ["PRESETS", "Engine", "QueueFull", "Served", "Settings", "load_models", "parse_adapter"]
 
 
 @dataclass
@@ -36,17 +36,8 @@ class Served:
 
     @property
     def context_length(self) -> int:
-        """Tokens the model attends over: prompt and completion together."""
-        config = getattr(self.engine.model, "config", None)
-        return int(getattr(config, "max_position_embeddings", 0) or 2048)
-
-    def prompt_tokens(self, prompt: str | list[dict]) -> int:
-        """The prompt's length in tokens, formatted by the tokenizer's chat template (as the engine does)."""
-        tok = self.engine.tokenizer
-        if isinstance(prompt, str):
-            return len(tok(prompt)["input_ids"])
-        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
-        return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        """Tokens a request may span, prompt and completion together (the engine's limit)."""
+        return int(self.engine.max_length)
 
 
 def parse_adapter(spec: str) -> tuple[str, Path]:
@@ -59,8 +50,11 @@ def parse_adapter(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def load_models(model: str | Path, name: str | None = None, adapters: list[str] = ()) -> dict[str, Served]:
-    """Load ``model`` (served as ``name``, default its folder's name) and each adapter on it."""
+def load_models(model: str | Path, name: str | None = None, adapters: list[str] = (), **engine) -> dict[str, Served]:
+    """Load ``model`` (served as ``name``, default its folder's name) and each adapter on it.
+
+    ``engine``: keyword arguments for ``Engine.load`` (``max_batch``, ``max_queue``, ...).
+    """
     model = Path(model)
     if not (model / "config.json").is_file():
         raise ConfigError(f"--model {model}: not a model folder (no config.json)")
@@ -71,5 +65,5 @@ def load_models(model: str | Path, name: str | None = None, adapters: list[str] 
         if adapter is not None and not (adapter / "adapter_config.json").is_file():
             raise ConfigError(f"--adapter {label}={adapter}: not a peft adapter folder (no adapter_config.json)")
         log.info("loading %s%s as %r", model, f" + {adapter}" if adapter else "", label)
-        served[label] = Served(label, Engine.load(model, adapter=adapter), model, adapter)
+        served[label] = Served(label, Engine.load(model, adapter=adapter, **engine), model, adapter)
     return served

@@ -11,7 +11,9 @@ With ``"stream": true`` the answer comes as server-sent events (``data: {chunk}`
 
 Decoding fields: ``max_tokens`` (``max_completion_tokens``), ``temperature`` (0 is greedy),
 ``top_p``, ``stop``, ``seed``, ``n``, and, as vLLM accepts them, ``top_k``,
-``repetition_penalty`` and ``num_beams``. A field left out takes the server's preset
+``repetition_penalty`` and ``num_beams``. Each request carries its own settings into the
+engine's running batch (continuous batching: a request joins at the engine's next step, and a
+client that goes away frees its place at the step after). A field left out takes the server's preset
 (``cama serve --preset``). ``logprobs``, tool calls and penalties other than 0 are refused with a
 400 rather than ignored.
 
@@ -27,6 +29,7 @@ request must carry ``Authorization: Bearer <key>``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -42,8 +45,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cama.serve.models import Served, Settings
-from cama.serve.scheduler import QueueFull, Scheduler
+from cama.errors import CamaError
+from cama.serve.models import QueueFull, Served, Settings
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +119,9 @@ class CompletionBody(_Body):
 
 
 # -- the app -----------------------------------------------------------------------------------
-def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings | None = None,
-               max_tokens: int = 1024, api_key_env: str = "CAMA_API_KEY") -> FastAPI:  # fmt: skip
-    """The ASGI app serving ``models`` (by name) through ``scheduler``.
+def create_app(models: dict[str, Served], preset: Settings | None = None, max_tokens: int = 1024,
+               api_key_env: str = "CAMA_API_KEY") -> FastAPI:  # fmt: skip
+    """The ASGI app serving ``models`` (by name), whose engines the caller has started (``engine.start()``).
 
     ``preset``: the decoding settings a request's missing fields take. ``max_tokens``: the most
     new tokens one request may ask for. The key is read from ``api_key_env`` once, here.
@@ -126,8 +129,9 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
     preset = preset or Settings()
     key = os.environ.get(api_key_env) or None
     created = int(time.time())
+
     app = FastAPI(title="cama", summary="OpenAI-compatible API over cama's generation engine")
-    app.state.models, app.state.scheduler = models, scheduler
+    app.state.models = models
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError):
@@ -135,10 +139,10 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, e: RequestValidationError):
-        first = e.errors()[0] if e.errors() else {}
-        loc = [str(x) for x in first.get("loc", ()) if x != "body"]
+        errors = e.errors()
+        loc = [str(x) for x in (errors[0].get("loc", ()) if errors else ()) if x != "body"]
         message = "; ".join(f"{'.'.join(str(x) for x in err['loc'] if x != 'body') or 'body'}: {err['msg']}"
-                            for err in e.errors()[:5])  # fmt: skip
+                            for err in errors[:5])  # fmt: skip
         return APIError(400, message or "invalid request", param=".".join(loc) or None).response()
 
     @app.exception_handler(StarletteHTTPException)
@@ -154,8 +158,7 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
     @app.middleware("http")
     async def _auth(request: Request, call_next):
         if key is not None:
-            given = request.headers.get("authorization", "")
-            scheme, _, token = given.partition(" ")
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
                 return APIError(401, "invalid or missing API key (Authorization: Bearer ...)",
                                 code="invalid_api_key").response()  # fmt: skip
@@ -168,11 +171,8 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                  "max_model_len": s.context_length} for name, s in models.items()]  # fmt: skip
         return {"object": "list", "data": data}
 
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "waiting": scheduler.waiting, "running": scheduler.running}
-
-    def resolve(body: _Body, prompt, new_tokens: int | None, param: str) -> tuple[Served, Settings, int]:
+    def prepare(body: _Body, prompts: list, new_tokens: int | None, param: str) -> tuple[Served, Settings, list]:
+        """The served model, the settings and each prompt's token ids; APIError for what does not fit."""
         served = models.get(body.model)
         if served is None:
             raise APIError(404, f"The model `{body.model}` does not exist. Served: {', '.join(models)}",
@@ -184,100 +184,102 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                                                 "seed") if getattr(body, k) is not None}  # fmt: skip
         if body.stop is not None:
             fields["stop"] = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
-        if body.stream and (fields.get("num_beams") or 1) > 1:
-            raise APIError(400, "beam search cannot stream", param="num_beams")
-        settings = preset.replace(max_new_tokens=new, **fields)
-        limit = served.context_length
-        prompts = prompt if isinstance(prompt, list) and prompt and isinstance(prompt[0], str) else [prompt]
-        longest = max(served.prompt_tokens(p) for p in prompts)
+        try:
+            settings = dataclasses.replace(preset, max_new_tokens=new, **fields)
+        except CamaError as e:
+            raise APIError(400, str(e)) from None
+        try:
+            ids = [served.engine.encode(p) for p in prompts]
+        except CamaError as e:
+            raise APIError(400, str(e), param=param) from None
+        limit, longest = served.context_length, max(map(len, ids))
         if longest + new > limit:
             raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
                            f"{longest + new} tokens ({longest} in the {param}, {new} in the completion). "
                            "Please reduce the length of the prompt or of max_tokens.",
                            param=param, code="context_length_exceeded")  # fmt: skip
-        return served, settings, longest
+        return served, settings, ids
 
-    def jobs(served: Served, prompts: list, settings: Settings, n: int) -> list[tuple[int, Any, Settings]]:
-        """(choice index, prompt, settings) for every choice: each prompt n times, seeds apart."""
-        out = []
-        for p in prompts:
-            for k in range(n):
-                s = settings if settings.seed is None or k == 0 else settings.replace(seed=settings.seed + k)
-                out.append((len(out), p, s))
-        return out
-
-    async def execute(served: Served, job_list: list, stream: bool):
-        """Submit every job now (429 if the queue is full); returns one event queue per job."""
-
-        queues: list[asyncio.Queue] = []
-        submitted = []
+    def submit(served: Served, ids: list, settings: Settings, n: int) -> list:
+        """One engine request per choice (each prompt n times, seeds apart); 429 when the queue is full."""
+        reqs = []
         try:
-            loop = asyncio.get_running_loop()
-            for _, prompt, settings in job_list:
-                q: asyncio.Queue = asyncio.Queue()
-                req = scheduler.submit(served.engine, prompt, settings, key=served.name, stream=stream,
-                                       sink=lambda e, q=q, loop=loop: loop.call_soon_threadsafe(q.put_nowait, e))  # fmt: skip
-                submitted.append(req)
-                queues.append(q)
+            for prompt in ids:
+                for k in range(n):
+                    seeded = settings if settings.seed is None or k == 0 else dataclasses.replace(settings, seed=settings.seed + k)
+                    reqs.append(served.engine.submit(prompt, seeded))
         except QueueFull as e:
-            for r in submitted:
+            for r in reqs:
                 r.cancel()
             raise APIError(429, f"the server is busy: {e}", type="rate_limit_exceeded", code="rate_limit_exceeded",
                            headers={"Retry-After": "1"}) from None  # fmt: skip
-        return submitted, queues
+        return reqs
 
-    async def events(submitted, queues) -> AsyncIterator[tuple[int, Any]]:
-        """(job index, text delta or Generation) as they come, from every job, until all are done."""
+    def check(gen) -> None:
+        if gen.finish_reason == "error":
+            raise APIError(500, f"generation failed: {gen.error}", type="server_error")
 
-        pending = {asyncio.ensure_future(q.get()): i for i, q in enumerate(queues)}
+    async def events(reqs: list) -> AsyncIterator[tuple[int, Any]]:
+        """(choice index, text piece or the final Generation) from every request, as they come."""
+        merged: asyncio.Queue = asyncio.Queue()
+
+        async def pump(i, req):
+            async for piece in req.astream():
+                await merged.put((i, piece))
+            await merged.put((i, req.generation))
+
+        tasks = [asyncio.create_task(pump(i, r)) for i, r in enumerate(reqs)]
         try:
-            while pending:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for fut in done:
-                    i = pending.pop(fut)
-                    event = fut.result()
-                    if isinstance(event, BaseException):
-                        raise APIError(500, f"generation failed: {type(event).__name__}: {event}", type="server_error")
-                    yield i, event
-                    if isinstance(event, str):
-                        pending[asyncio.ensure_future(queues[i].get())] = i
+            for _ in range(len(reqs)):
+                while isinstance((event := await merged.get())[1], str):
+                    yield event
+                check(event[1])
+                yield event
         finally:
-            for fut in pending:
-                fut.cancel()
-            for r in submitted:
-                r.cancel()
+            for t in tasks:
+                t.cancel()
+            for r in reqs:  # a client gone mid-stream: free the engine's slot at its next step
+                if not r.done:
+                    r.cancel()
 
-    async def answer(body: _Body, served: Served, job_list: list, object_: str, make_choice, make_delta):
-        submitted, queues = await execute(served, job_list, body.stream)
+    async def answer(body: _Body, served: Served, reqs: list, prompt_tokens: list, object_: str, choice, delta):
         rid = f"{'chatcmpl' if object_.startswith('chat') else 'cmpl'}-{uuid.uuid4().hex}"
-        now = int(time.time())
-        head = {"id": rid, "created": now, "model": body.model}
+        head = {"id": rid, "created": int(time.time()), "model": body.model}
+
+        def usage(gens) -> dict:
+            completion = sum(g.completion_tokens for g in gens if g is not None)
+            return {"prompt_tokens": sum(prompt_tokens), "completion_tokens": completion,
+                    "total_tokens": sum(prompt_tokens) + completion}  # fmt: skip
+
         if not body.stream:
-            gens: list = [None] * len(job_list)
-            async for i, event in events(submitted, queues):
-                if not isinstance(event, str):
-                    gens[i] = event
-            choices = [make_choice(i, g) for i, g in enumerate(gens)]
-            return {**head, "object": object_, "choices": choices, "usage": _usage(gens, job_list)}
+            try:
+                gens = await asyncio.gather(*(r.aresult() for r in reqs))
+            finally:
+                for r in reqs:
+                    if not r.done:
+                        r.cancel()
+            for g in gens:
+                check(g)
+            return {**head, "object": object_, "choices": [choice(i, g) for i, g in enumerate(gens)],
+                    "usage": usage(gens)}  # fmt: skip
 
         chunk_object = f"{object_}.chunk" if object_.startswith("chat") else object_
 
         async def sse() -> AsyncIterator[str]:
-            gens: list = [None] * len(job_list)
+            gens: list = [None] * len(reqs)
             try:
-                for i in range(len(job_list)):
-                    first = make_delta(i, None, None, start=True)
-                    if first is not None:
+                for i in range(len(reqs)):
+                    if (first := delta(i, None, None, start=True)) is not None:
                         yield _sse({**head, "object": chunk_object, "choices": [first]})
-                async for i, event in events(submitted, queues):
+                async for i, event in events(reqs):
                     if isinstance(event, str):
-                        yield _sse({**head, "object": chunk_object, "choices": [make_delta(i, event, None)]})
+                        yield _sse({**head, "object": chunk_object, "choices": [delta(i, event, None)]})
                     else:
                         gens[i] = event
-                        yield _sse({**head, "object": chunk_object,
-                                    "choices": [make_delta(i, None, FINISH.get(event.finish_reason, "stop"))]})  # fmt: skip
+                        finish = FINISH.get(event.finish_reason, "stop")
+                        yield _sse({**head, "object": chunk_object, "choices": [delta(i, None, finish)]})
                 if (body.stream_options or {}).get("include_usage"):
-                    yield _sse({**head, "object": chunk_object, "choices": [], "usage": _usage(gens, job_list)})
+                    yield _sse({**head, "object": chunk_object, "choices": [], "usage": usage(gens)})
             except APIError as e:  # the client raises on a chunk with an "error" key
                 yield _sse({"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}})
             yield "data: [DONE]\n\n"
@@ -287,8 +289,8 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatBody):
         messages = [m.plain() for m in body.messages]
-        served, settings, _ = resolve(body, messages, body.max_completion_tokens or body.max_tokens, "messages")
-        job_list = jobs(served, [messages], settings, body.n)
+        served, settings, ids = prepare(body, [messages], body.max_completion_tokens or body.max_tokens, "messages")
+        reqs = submit(served, ids, settings, body.n)
 
         def choice(i, g):
             return {"index": i, "message": {"role": "assistant", "content": g.text},
@@ -299,13 +301,13 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                 return {"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
             return {"index": i, "delta": {} if text is None else {"content": text}, "finish_reason": finish}
 
-        return await answer(body, served, job_list, "chat.completion", choice, delta)
+        return await answer(body, served, reqs, [len(ids[0])], "chat.completion", choice, delta)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionBody):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        served, settings, _ = resolve(body, prompts, body.max_tokens, "prompt")
-        job_list = jobs(served, prompts, settings, body.n)
+        served, settings, ids = prepare(body, prompts, body.max_tokens, "prompt")
+        reqs = submit(served, ids, settings, body.n)
 
         def choice(i, g):
             return {"index": i, "text": g.text, "finish_reason": FINISH.get(g.finish_reason, "stop"), "logprobs": None}
@@ -315,20 +317,9 @@ def create_app(models: dict[str, Served], scheduler: Scheduler, preset: Settings
                 return None
             return {"index": i, "text": text or "", "finish_reason": finish, "logprobs": None}
 
-        return await answer(body, served, job_list, "text_completion", choice, delta)
+        return await answer(body, served, reqs, [len(x) for x in ids], "text_completion", choice, delta)
 
     return app
-
-
-def _usage(gens: list, job_list: list) -> dict:
-    """Token counts: each distinct prompt once (n choices share it), every completion."""
-    seen, prompt = set(), 0
-    for (_, p, _), g in zip(job_list, gens, strict=True):
-        if g is not None and id(p) not in seen:
-            seen.add(id(p))
-            prompt += g.prompt_tokens
-    completion = sum(g.completion_tokens for g in gens if g is not None)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _sse(obj: dict) -> str:

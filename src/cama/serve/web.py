@@ -11,8 +11,8 @@ Three tabs share the decoding settings at the top of the page:
 - **IE**: the prompt builder: a task, a label schema, a language and an output format make the
   prompt from the instruct stage's templates; the answer is parsed back into a table.
 
-Every request goes through the scheduler, so several people on the page at once are batched
-in the engine; the engine formats the turns with the tokenizer's chat template.
+Every request joins the engine's running batch (its online interface), so several people on the
+page at once are decoded together; the engine formats the turns with the tokenizer's chat template.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 import os
 
-from cama.errors import ConfigError
+from cama.errors import CamaError, ConfigError
 
 # name -> (label, minimum, maximum, step): the sliders, for the settings fields the engine has
 SLIDERS = {
@@ -47,18 +47,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from cama.serve.models import PRESETS, Settings, load_models
-    from cama.serve.scheduler import Scheduler
 
     if args.preset is not None and args.preset not in PRESETS:
         raise ConfigError(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
-    served = load_models(args.model, adapters=[f"adapter={args.adapter}"] if args.adapter else [])
+    adapters = [f"adapter={args.adapter}"] if args.adapter else []
+    served = load_models(args.model, adapters=adapters, max_batch=args.max_batch, max_queue=256)
     chosen = served["adapter" if args.adapter else next(iter(served))]
-    scheduler = Scheduler(max_batch=args.max_batch, max_queue=256)
-    demo = build(chosen, scheduler, PRESETS[args.preset] if args.preset else Settings())
+    chosen.engine.start()
     try:
-        launch(demo, args.host, args.port, block=True)
+        launch(build(chosen, PRESETS[args.preset] if args.preset else Settings()), args.host, args.port, block=True)
     finally:
-        scheduler.close()
+        chosen.engine.stop()
     return 0
 
 
@@ -69,30 +68,42 @@ def launch(demo, host: str, port: int, block: bool = False):
         share=False, footer_links=[])  # fmt: skip
 
 
-def build(served, scheduler, preset):
-    """The gradio Blocks for one served model."""
+def build(served, preset):
+    """The gradio Blocks for one served model (its engine started)."""
     import gradio as gr
 
     from cama.chat import user_content
     from cama.instruct.ie import FORMATS, TASKS
     from cama.serve.ie import HEADERS, LANGS, IEQuery
+    from cama.serve.models import QueueFull
 
     fields = {f.name for f in dataclasses.fields(preset)}
     names = [n for n in SLIDERS if n in fields]
 
     def settings_of(values) -> object:
-        kw = {n: type(getattr(preset, n))(v) for n, v in zip(names, values, strict=True)}
-        return preset.replace(**kw) if hasattr(preset, "replace") else dataclasses.replace(preset, **kw)
+        try:
+            return dataclasses.replace(preset, **{n: type(getattr(preset, n))(v) for n, v in zip(names, values, strict=True)})
+        except (CamaError, ValueError) as e:
+            raise gr.Error(f"decoding settings: {e}") from None
 
     def stream(prompt, values):
         """(text so far, status) while the engine writes; the status says how it ended."""
+        try:
+            req = served.engine.submit(prompt, settings_of(values))
+        except QueueFull:
+            raise gr.Error("The model is busy; try again in a moment.") from None
         text = ""
-        for event in scheduler.iterate(served.engine, prompt, settings_of(values), key=served.name):
-            if isinstance(event, str):
-                text += event
+        try:
+            for piece in req:
+                text += piece
                 yield text, "generating…"
-            else:
-                yield event.text, f"**{event.finish_reason}**, {event.completion_tokens} tokens"
+        finally:
+            if not req.done:  # the page went away: free the engine's place
+                req.cancel()
+        gen = req.generation
+        if gen.finish_reason == "error":
+            raise gr.Error(f"generation failed: {gen.error}")
+        yield gen.text, f"**{gen.finish_reason}**, {gen.completion_tokens} tokens"
 
     title = served.name + (f" (adapter {served.adapter.name} on {served.model_dir.name})" if served.adapter else "")
     with gr.Blocks(title=f"cama: {served.name}") as demo:
