@@ -21,6 +21,7 @@ include: "rules/corpus.smk"
 include: "rules/clean.smk"
 include: "rules/pack.smk"
 include: "rules/pretrain.smk"
+include: "rules/instruct.smk"
 include: "rules/report.smk"
 
 

@@ -24,6 +24,7 @@ from cama.errors import CamaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cama.preflight", "check a config: the schema, then the preflight checks for a real run"),
     "pretrain": ("cama.pretrain.cli", "continued pretraining under the launcher (what the pretrain rule runs)"),
+    "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
     # issue 15: use the model
     "chat": ("cama.serve.terminal", "talk to a model in the terminal: multi-turn, streaming, /set, an IE mode"),
     "web": ("cama.serve.web", "a web page (gradio) for a model: instruction form, chat, IE prompt builder"),

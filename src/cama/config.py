@@ -143,6 +143,10 @@ def _cross_checks(config: dict) -> list[str]:
                 f"model.init.max_position_embeddings: {positions} is shorter than "
                 f"pack.max_length = {pack['max_length']}"
             )
+    if config.get("instruct", {}).get("sources") or config.get("evaluate", {}).get("ie", {}).get("sets"):
+        from cama.instruct.convert import config_problems  # imported only when there are sources
+
+        problems += config_problems(config)
     mh = config.get("dedup", {}).get("minhash", {})
     if mh and mh["bands"] * mh["rows"] > mh["num_perm"]:
         problems.append(

@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = list(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["sources"])
+DEMO = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+SOURCES = list(DEMO["sources"])
+INSTRUCT_SOURCES = list(DEMO["instruct"]["sources"])
+IE_SETS = list(DEMO["evaluate"]["ie"]["sets"])
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +63,8 @@ def test_lint_is_clean(tmp_path):
 def test_dag_draws_every_stage(tmp_path):
     dot = snakemake(tmp_path, "--dag").stdout
     assert dot.lstrip().startswith("digraph")
-    for rule in ("download_source", "normalise_source", "filter_source", "dedup_corpus", "pack_shards", "pretrain", "eval_bpb"):
+    for rule in ("download_source", "normalise_source", "filter_source", "dedup_corpus", "pack_shards", "pretrain", "eval_bpb",
+                 "convert_instruct_source", "build_ie_eval_set", "assemble_instruct"):
         assert rule in dot
 
 
@@ -81,6 +85,12 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "init_base_model": 1,
         "pretrain": 1,
         "eval_bpb": 1,
+        # instruct: one download per instruction source and per IE evaluation set
+        "download_instruct_source": len(INSTRUCT_SOURCES) + len(IE_SETS),
+        "convert_instruct_source": len(INSTRUCT_SOURCES),
+        "build_ie_eval_set": len(IE_SETS),
+        "assemble_instruct": 1,
+        "instruct_report": 1,
     }
 
 
@@ -164,7 +174,7 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
     # the filter is deterministic. The stats differ in their timings, so the report reruns.)
     plan = planned_jobs(demo_run)
     downstream = {"dedup_corpus", "corpus_report", "heldout_split", "train_tokenizer", "pack_shards", "pack_report",
-                  "init_base_model", "pretrain", "eval_bpb"}
+                  "init_base_model", "pretrain", "eval_bpb", "assemble_instruct", "instruct_report"}
     assert {"corpus_report", "all"} <= set(plan) <= downstream | {"all"}
     snakemake(demo_run, "--cores", "2")
     assert planned_jobs(demo_run) == {}
@@ -173,5 +183,53 @@ def test_deleting_one_output_reruns_only_what_depends_on_it(demo_run):
 def test_report_has_funnel_rejections_and_clusters(demo_run):
     snakemake(demo_run, "--report", "report.html")
     page = (demo_run / "report.html").read_text(errors="replace")
-    for name in ("funnel.png", "rejections.html", "dedup_clusters.png"):
+    for name in ("funnel.png", "rejections.html", "dedup_clusters.png", "instruct_table.html", "instruct_mix.png"):
         assert name in page
+
+
+# --- instruct ---------------------------------------------------------------------------------------
+
+
+def test_demo_instruction_set_follows_the_record_contract_and_adds_up(demo_run):
+    from cama.instruct.ie import parse
+    from cama.instruct.records import check_messages
+
+    results = demo_run / "results" / "instruct"
+    stats = json.loads((results / "stats.json").read_text())
+    n_in = 0
+    for source in INSTRUCT_SOURCES:
+        conv = json.loads((results / f"sources/{source}.stats.json").read_text())
+        assert conv["read"] == conv["kept"] + sum(conv["quarantined"].values())
+        assert pq.ParquetFile(results / f"sources/{source}.quarantine.parquet").metadata.num_rows == sum(conv["quarantined"].values())
+        s = stats["sources"][source]
+        assert s["records_in"] == conv["records"] == sum(
+            s[k] for k in ("decontaminated", "duplicate_exact", "duplicate_near", "mixture_dropped", "val", "train"))
+        assert s["train"] > 0, source
+        n_in += s["records_in"]
+    train = [json.loads(line) for line in (results / "train.jsonl").read_text().splitlines()]
+    val = [json.loads(line) for line in (results / "val.jsonl").read_text().splitlines()]
+    rejected = (results / "rejected.jsonl").read_text().splitlines()
+    assert len(train) == stats["train"]["records"] and len(val) == DEMO["instruct"]["val_records"]
+    assert stats["train"]["unique_records"] + len(val) + len(rejected) == n_in
+    for r in train + val:
+        assert check_messages(r["messages"]) is None
+        if "ie" in r:
+            assert parse(r["task"], r["ie"]["format"], r["messages"][-1]["content"], r["ie"]["labels"]) == r["ie"]["gold"]
+    cells = {(r["task"], r["lang"]) for r in train}
+    # all six tasks in both languages, except zh code: the demo has no redistributable zh code set
+    assert cells == {(t, lang) for t in ("general", "cot", "code", "ner", "re", "ee") for lang in ("zh", "en")} - {("code", "zh")}
+    assert stats["missing_cells"] == ["code.zh"]
+    assert {r["task"] for r in val} == {"general", "cot", "code", "ner", "re", "ee"}
+    # the held-out HumanEval documents are not trained on
+    assert stats["decontamination"]["records_by_origin"].get("heldout:code", 0) > 0
+
+
+def test_demo_ie_eval_sets_ask_every_label(demo_run):
+    for name in IE_SETS:
+        stats = json.loads((demo_run / f"results/instruct/eval/{name}.stats.json").read_text())
+        records = [json.loads(line) for line in (demo_run / f"results/instruct/eval/{name}.jsonl").read_text().splitlines()]
+        assert records and stats["kept"] > 0
+        groups: dict[str, list] = {}
+        for r in records:
+            groups.setdefault(r["ie"]["group"], []).append(r["ie"]["labels"])
+        assert all(b == stats["ie"]["batches"] for b in groups.values())

@@ -113,7 +113,7 @@ def parse(task: str, fmt: str, text: str, labels: Sequence[str]) -> list:
     body = _strip_fence(text)
     if fmt == "json":
         return _from_json(task, _load_json(body), labels)
-    lines = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in body.split("\n") if ln.strip()]  # not splitlines: U+2028 is text
     if not lines:
         raise ParseError("empty answer")
     if any(ln.upper() == NAN for ln in lines):
