@@ -129,3 +129,28 @@ rule instruct_report:
         runtime=10,
     script:
         "../scripts/instruct_report.py"
+
+
+rule translate_instruct_source:
+    input:
+        f"{RESULTS}/instruct/sources/{{tsource}}.jsonl",
+    output:
+        records=f"{RESULTS}/instruct/translated/{{tsource}}.jsonl",
+        rejected=f"{RESULTS}/instruct/translated/{{tsource}}.rejected.jsonl",
+        stats=f"{RESULTS}/instruct/translated/{{tsource}}.stats.json",
+    log:
+        f"{RESULTS}/logs/translate_instruct_source/{{tsource}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/translate_instruct_source/{{tsource}}.tsv"
+    conda:
+        "../envs/corpus.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=1440,
+    params:
+        spec=lambda wc: config["instruct"]["sources"][wc.tsource],
+        settings=config["instruct"]["translate"],
+        cache=f"{RESULTS}/instruct/cache/translate.sqlite",
+    script:
+        "../scripts/translate_instruct_source.py"

@@ -24,6 +24,7 @@ from cama.errors import CamaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("cama.preflight", "check a config: the schema, then the preflight checks for a real run"),
     "pretrain": ("cama.pretrain.cli", "continued pretraining under the launcher (what the pretrain rule runs)"),
+    "instruct": ("cama.instruct.cli", "instruction data by hand: convert a source, translate records, parse an IE answer"),
     "generate": ("cama.generate.cli", "run a model (and adapter) on a case file or prompts: batched, streamed"),
     # issue 15: use the model
     "chat": ("cama.serve.terminal", "talk to a model in the terminal: multi-turn, streaming, /set, an IE mode"),

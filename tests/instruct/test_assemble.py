@@ -170,3 +170,37 @@ def test_mixture_targets_and_val_quota():
     assert val_quota({"ner": 900, "cot": 90, "code": 10}, 100) == {"ner": 90, "cot": 9, "code": 1}
     assert val_quota({"ner": 990, "cot": 9, "code": 1}, 10) == {"ner": 8, "cot": 1, "code": 1}
     assert sum(val_quota({"a": 5, "b": 7}, 100).values()) == 12
+
+
+def test_translations_follow_their_originals_out_and_into_val(tmp_path, demo_config, converted):
+    from cama.instruct.translate.stage import regenerate_ie, translated_record
+
+    gsm = list(iter_jsonl(converted["gsm8k_en"]))[:30]
+    wnut = list(iter_jsonl(converted["wnut17_en"]))[:40]
+    dup = {**gsm[1], "id": gsm[1]["id"] + "x"}  # an exact duplicate of gsm[1], later in the file
+    write_jsonl(tmp_path / "gsm.jsonl", gsm + [dup])
+    zh = [translated_record(r, [{**m, "content": "译文" + str(i) + m["content"]} for m in r["messages"]], "zh", "both", "m")
+          for i, r in enumerate(gsm + [dup])]
+    write_jsonl(tmp_path / "gsm_zh.jsonl", zh)
+    write_jsonl(tmp_path / "wnut_zh.jsonl", [regenerate_ie(r, "zh") for r in wnut])
+    write_jsonl(tmp_path / "wnut.jsonl", wnut)
+    settings = copy.deepcopy(demo_config["instruct"])
+    settings.update(val_records=20)
+    res = assemble(
+        inputs={"gsm": [tmp_path / "gsm.jsonl", tmp_path / "gsm_zh.jsonl"], "wnut": [tmp_path / "wnut.jsonl", tmp_path / "wnut_zh.jsonl"]},
+        eval_sets={}, heldout={}, out_train=tmp_path / "t.jsonl", out_val=tmp_path / "v.jsonl",
+        out_rejected=tmp_path / "r.jsonl", out_stats=tmp_path / "s.json", settings=settings, dedup_settings=demo_config["dedup"],
+    )
+    val = {r["id"] for r in iter_jsonl(tmp_path / "v.jsonl")}
+    train = {r["id"] for r in iter_jsonl(tmp_path / "t.jsonl")}
+    rejected = {r["id"]: r for r in iter_jsonl(tmp_path / "r.jsonl")}
+    # the duplicate goes, and so does its translation, which is no duplicate by its own text
+    assert set(rejected) == {dup["id"], dup["id"] + "@zh"}
+    assert rejected[dup["id"] + "@zh"]["reason"] == "duplicate_exact"
+    # a translation is in val exactly when its original is
+    for r in gsm + wnut:
+        if r["id"] in val:
+            assert r["id"] + "@zh" in val
+        elif r["id"] in train:
+            assert r["id"] + "@zh" in train
+    assert any(i.endswith("@zh") for i in val) and res["val"]["records"] > 20

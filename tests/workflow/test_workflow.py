@@ -89,6 +89,7 @@ def test_dry_run_plans_one_job_per_source_and_stage(tmp_path):
         "download_instruct_source": len(INSTRUCT_SOURCES) + len(IE_SETS),
         "convert_instruct_source": len(INSTRUCT_SOURCES),
         "build_ie_eval_set": len(IE_SETS),
+        "translate_instruct_source": sum(bool(s.get("translate")) for s in DEMO["instruct"]["sources"].values()),
         "assemble_instruct": 1,
         "instruct_report": 1,
     }
@@ -222,6 +223,12 @@ def test_demo_instruction_set_follows_the_record_contract_and_adds_up(demo_run):
     assert {r["task"] for r in val} == {"general", "cot", "code", "ner", "re", "ee"}
     # the held-out HumanEval documents are not trained on
     assert stats["decontamination"]["records_by_origin"].get("heldout:code", 0) > 0
+    # provider none: the sources set to be translated stay untranslated, and the stats say why
+    for source, t in stats["translation"].items():
+        assert t["provider"] == "none" and t["untranslated"] == {"provider_none": t["records_in"]}
+        assert t["records_in"] == stats["sources"][source]["records_in"]
+    if stats["translation"]:
+        assert "Provider none: nothing was sent" in (demo_run / "results/report/instruct_table.html").read_text()
 
 
 def test_demo_ie_eval_sets_ask_every_label(demo_run):

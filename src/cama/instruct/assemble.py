@@ -15,7 +15,9 @@ configured), the IE evaluation sets, the held-out bits-per-byte documents, the f
 
 The unit of every decision is the **unit**: one record, or for IE one sentence (all the label
 batches of one ``ie.group``), so a sentence is never half in train and half in val, and
-never half removed as a duplicate.
+never half removed as a duplicate. A translated unit follows its original: out with it
+(decontaminated, duplicate) and into val with it, so no translation of a validation record
+is trained on; translations are decontaminated on their own text too.
 
 1. **Scan** (streamed; memory ~30 bytes a record). Per unit: its decontamination text (the
    IE sentence, or every turn of the conversation) is looked up in the n-gram index of the
@@ -115,6 +117,7 @@ class _Scan:
         self.unit_source = array.array("h")
         self.unit_hash = array.array("Q")
         self.unit_state = array.array("b")
+        self.unit_link = array.array("q")  # a translation's original unit, or -1
         self.detail: dict[int, str] = {}
 
 
@@ -167,7 +170,7 @@ def _scan(inputs, index, tokenizer, seed, tmp: Path) -> tuple[_Scan, dict, dict]
                 if hit is not None:
                     scan.unit_state[u] = DECONTAMINATED
                     scan.detail[u] = hit
-                else:
+                elif text is not None:  # None: a translation, which follows its original
                     if key not in sinks:
                         sinks[key] = ParquetSink(
                             tmp / f"{len(sinks)}.parquet", DOC_SCHEMA
@@ -197,12 +200,22 @@ def _scan(inputs, index, tokenizer, seed, tmp: Path) -> tuple[_Scan, dict, dict]
     try:
         with progress(desc="assemble: scan", unit="record") as bar:
             for s, source in enumerate(sources):
-                for path in inputs[source]:
+                originals: dict[str, int] = {}  # a translated source's units, by key
+                for f, path in enumerate(inputs[source]):
                     for unit in _iter_units(Path(path)):
                         u = len(scan.unit_task)
                         first = unit[0]
                         task, lang = first["task"], first["lang"]
                         key = first["ie"]["group"] if "ie" in first else first["id"]
+                        if f > 0:  # a translation: "<id>@<lang>", or the same IE group
+                            original = originals.get(
+                                key if "ie" in first else key.rsplit("@", 1)[0], -1
+                            )
+                        else:
+                            original = -1
+                            if len(inputs[source]) > 1:
+                                originals[key] = u
+                        scan.unit_link.append(original)
                         scan.unit_task.append(TASKS.index(task))
                         scan.unit_source.append(s)
                         scan.unit_hash.append(unit_hash(seed, key))
@@ -216,7 +229,8 @@ def _scan(inputs, index, tokenizer, seed, tmp: Path) -> tuple[_Scan, dict, dict]
                             scan.rec_hash.append(unit_hash(seed, r["id"]))
                             tok_buf.append((i, record_text(r)))
                         check = first["ie"]["text"] if "ie" in first else record_text(first)
-                        pending.append((u, lang, check, _dedup_text(unit), f"{source}.{lang}"))
+                        dedup_text = _dedup_text(unit) if original < 0 else None
+                        pending.append((u, lang, check, dedup_text, f"{source}.{lang}"))
                         unit_key[u] = key
                         if len(pending) >= BATCH:
                             flush()
@@ -415,12 +429,21 @@ def assemble(
     rec_source = np.frombuffer(scan.rec_source, dtype=np.int16)
     rec_cell = np.frombuffer(scan.rec_cell, dtype=np.int16)
     rec_tokens = np.frombuffer(scan.rec_tokens, dtype=np.int64)
+    # a translation follows its original out (decontaminated or a duplicate), and into val
+    link = np.frombuffer(scan.unit_link, dtype=np.int64)
+    for u in np.flatnonzero(link >= 0).tolist():
+        o = int(link[u])
+        if scan.unit_state[u] == KEEP and scan.unit_state[o] != KEEP:
+            scan.unit_state[u] = scan.unit_state[o]
+            scan.detail[u] = f"translation of a record left out: {scan.detail.get(o, '')}"
     state = np.frombuffer(scan.unit_state, dtype=np.int8)
     unit_records = (
         np.bincount(rec_unit, minlength=len(state)) if len(rec_unit) else np.zeros(0, np.int64)
     )
-    alive = state == KEEP
+    alive = (state == KEEP) & (link < 0)
     val_unit, quota = _split(scan, alive, unit_records, settings["val_records"])
+    linked = np.flatnonzero((link >= 0) & (state == KEEP))
+    val_unit[linked] = val_unit[link[linked]]
     rec_state = state[rec_unit] if len(rec_unit) else np.zeros(0, np.int8)
     rec_val = val_unit[rec_unit] if len(rec_unit) else np.zeros(0, bool)
     rec_train = (rec_state == KEEP) & ~rec_val

@@ -92,6 +92,11 @@ def config_problems(config: dict) -> list[str]:
                 problems.append(
                     f"{key}.{name}.task: an IE evaluation set is ner, re or ee, not {spec['task']}"
                 )
+    translate = config.get("instruct", {}).get("translate", {})
+    if translate.get("provider") == "openai" and not translate.get("model"):
+        problems.append(
+            "instruct.translate.model: required with provider openai (the model the endpoint serves)"
+        )
     for name in sorted(set(sources) & set(sets)):
         problems.append(
             f"evaluate.ie.sets.{name}: also an instruct source; both are fetched to raw/instruct/{name}"

@@ -67,10 +67,14 @@ def instruct_table(stats: dict) -> str:
             "<p>No source is configured for translation: every set stays in its own language.</p>"
         )
     for src, t in stats["translation"].items():
-        out.append(
-            f"<h3>{esc(src)} → {esc(str(t.get('to')))} ({esc(str(t.get('mode')))}, provider "
-            f"{esc(str(t.get('provider')))})</h3><pre>{esc(_summary(t))}</pre>"
-        )
+        out.append(f"<h3>{esc(src)} → {esc(str(t.get('to')))} ({esc(str(t.get('mode')))})</h3>")
+        if t.get("provider") == "none":
+            out.append(
+                f"<p>Provider none: nothing was sent, and the {t['records_in']:,} records stay in their "
+                "own language (set instruct.translate to an endpoint to translate them).</p>"
+            )
+        else:
+            out.append(f"<pre>{esc(_summary(t))}</pre>")
     out.append("</body></html>")
     return "\n".join(out)
 

@@ -105,7 +105,9 @@ def make_record(
             {"role": "user", "content": user_content(instruction, sample.text)},
             {"role": "assistant", "content": render(sample.task, fmt, gold, labels)},
         ],
-        "meta": {**sample.meta, "template": template, **meta},
+        # EE: the roles shown with each type, so a translation can remake the prompt
+        "meta": {**sample.meta, "template": template, **meta}
+        | ({"roles": schema.describe(labels)} if sample.task == "ee" else {}),
         "ie": {
             "text": sample.text,
             "labels": list(labels),
