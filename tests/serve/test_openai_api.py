@@ -167,7 +167,8 @@ def test_sixteen_concurrent_clients_are_batched(client, server):
     assert len(answers) == 16 and all(a.choices[0].finish_reason in ("stop", "length") for a in answers)
     assert all(1 <= a.usage.completion_tokens <= 24 for a in answers)
     # concurrent requests were decoded together: rows per decoding step well above one
-    assert (engine.stats["decode_rows"] - rows) / (engine.stats["decode_steps"] - steps) > 1.5
+    ratio = (engine.stats["decode_rows"] - rows) / (engine.stats["decode_steps"] - steps)
+    assert ratio > 4
 
 
 def test_full_queue_answers_429_and_keeps_serving(tiny_chat):

@@ -115,7 +115,8 @@ def test_instruction_form_streams_the_engines_answer(page, browser, artifacts):
     assert answer == want.text and f"{want.completion_tokens} tokens" in status
     seen = browser.execute_script("return window.__seen")
     assert len(seen) > 2 and seen[-1] == answer, seen  # it grew on the page while the engine wrote
-    assert all(answer.startswith(s) for s in seen)
+    # each streamed value extends the one before (the last may drop a run-on tail the engine trimmed)
+    assert all(b.startswith(a) for a, b in zip(seen[:-2], seen[1:-1], strict=True)), seen
     browser.save_screenshot(str(artifacts / "web-instruction.png"))
     assert (artifacts / "web-instruction.png").stat().st_size > 10_000
 

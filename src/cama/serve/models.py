@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cama.errors import ConfigError
-from cama.serve._engine_shim import PRESETS, Engine, QueueFull, Settings
+from cama.generate import PRESETS, Engine, QueueFull, Settings
 
 log = logging.getLogger(__name__)
 
