@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=64, help="requests decoded together (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=256,
                    help="requests waiting for a place in the batch; more get 429 (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-length", type=int,
+                   help="tokens one request may span, prompt and completion (default: the model's context)")  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=1024, help="most new tokens a request may ask for")
     p.add_argument("--engine", choices=["cama", "vllm"], default="cama",
                    help="cama: this process; vllm: exec `vllm serve` on the same model (needs vllm installed)")  # fmt: skip
@@ -69,7 +71,8 @@ def build_app(args: argparse.Namespace):
 
     if args.preset is not None and args.preset not in PRESETS:
         raise ConfigError(f"--preset {args.preset!r}: expected one of {', '.join(PRESETS)}")
-    models = load_models(args.model, args.name, args.adapter, max_batch=args.max_batch, max_queue=args.max_queue)
+    models = load_models(args.model, args.name, args.adapter, max_batch=args.max_batch, max_queue=args.max_queue,
+                         max_length=args.max_length)  # fmt: skip
     preset = PRESETS[args.preset] if args.preset else None
     return create_app(models, preset=preset, max_tokens=args.max_tokens, api_key_env=args.api_key_env)
 
