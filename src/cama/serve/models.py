@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cama.errors import ConfigError
-from cama.generate import PRESETS, Engine, QueueFull, Settings
+from cama.generate import PRESETS, Settings  # torch-free; the Engine is imported where it loads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "Engine", "QueueFull", "Served", "Settings", "load_models", "parse_adapter"]
+__all__ = ["PRESETS", "Served", "Settings", "load_models", "parse_adapter"]
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Served:
     """One name a client can ask for."""
 
     name: str
-    engine: Engine
+    engine: Any  # cama.generate.Engine
     model_dir: Path
     adapter: Path | None = None
 
@@ -55,6 +56,8 @@ def load_models(model: str | Path, name: str | None = None, adapters: list[str] 
 
     ``engine``: keyword arguments for ``Engine.load`` (``max_batch``, ``max_queue``, ...).
     """
+    from cama.generate import Engine
+
     model = Path(model)
     if not (model / "config.json").is_file():
         raise ConfigError(f"--model {model}: not a model folder (no config.json)")

@@ -46,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cama.errors import CamaError
-from cama.serve.models import QueueFull, Served, Settings
+from cama.generate import QueueFull
+from cama.serve.models import Served, Settings
 
 log = logging.getLogger(__name__)
 

@@ -73,9 +73,9 @@ def build(served, preset):
     import gradio as gr
 
     from cama.chat import user_content
+    from cama.generate import QueueFull
     from cama.instruct.ie import FORMATS, TASKS
     from cama.serve.ie import HEADERS, LANGS, IEQuery
-    from cama.serve.models import QueueFull
 
     fields = {f.name for f in dataclasses.fields(preset)}
     names = [n for n in SLIDERS if n in fields]
