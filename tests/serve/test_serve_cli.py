@@ -103,3 +103,11 @@ def test_vllm_missing_or_bad_folders_say_what_is_wrong(tiny_chat, tmp_path, caps
     assert "not a model folder" in capsys.readouterr().err
     assert main(["serve", "--engine", "vllm", "--print-command", "--model", str(tiny_chat), "--adapter", f"x={tmp_path}"]) == 1
     assert "not a peft adapter folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["chat", "web", "serve"])
+def test_each_front_end_names_a_folder_that_is_not_a_model(command, tmp_path, capsys):
+    assert main([command, "--model", str(tmp_path)]) == 1
+    assert f"--model {tmp_path}: not a model folder" in capsys.readouterr().err
+    assert main([command, "--model", str(tmp_path), "--preset", "fast"]) == 1
+    assert "--preset 'fast': expected one of" in capsys.readouterr().err
