@@ -27,8 +27,8 @@ Run on one GPU (a few minutes)::
     PYTHONPATH=src python benchmarks/serve_throughput.py [--out serve.json]
     PYTHONPATH=src python benchmarks/serve_throughput.py --smoke      # CPU, tiny model, < 1 minute
 
-Needs torch, transformers, tokenizers, and the ``[serve]`` extra's fastapi, uvicorn, openai
-(with httpx and pydantic); not gradio.
+Needs torch, transformers, tokenizers, and the ``[serve]`` extra's fastapi, uvicorn and openai
+(with their dependencies: starlette, pydantic, anyio, h11, the openai client's HTTP stack); not gradio.
 """
 
 from __future__ import annotations
@@ -120,16 +120,18 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def wait_ready(self, timeout: float) -> None:
-        import httpx
+        import urllib.error
+        import urllib.request
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cama serve exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.5)
         raise TimeoutError(f"cama serve not ready after {timeout} s:\n{self.tail()}")
