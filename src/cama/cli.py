@@ -33,6 +33,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recover": ("cama.publish.recover", "rebuild the tuned model from the base and a diff, every tensor verified"),
     "publish": ("cama.publish.upload", "upload the hub-ready folder (results/publish) to the Hub; --dry-run shows the plan"),
     "download": ("cama.publish.download", "download a published model, check SHA256SUMS, optionally --recover it"),
+    "chat": ("cama.serve.terminal", "talk to a model in the terminal: multi-turn, streaming, /set, an IE mode"),
+    "web": ("cama.serve.web", "a web page (gradio) for a model: instruction form, chat, IE prompt builder"),
+    "serve": ("cama.serve.cli", "an OpenAI-compatible API for a model and its LoRA adapters (or vLLM's)"),
 }
 
 
