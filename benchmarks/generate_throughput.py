@@ -90,13 +90,15 @@ def build_model(shape: dict, device: str, dtype: torch.dtype):
 
 def build_tokenizer(vocab: int):
     """A real (word-level) HF tokenizer over the model's ids: the engine decodes its outputs."""
-    from tokenizers import Tokenizer, decoders, models
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = {f"t{i}": i for i in range(vocab)}
-    tok = Tokenizer(models.WordLevel(words, unk_token="t0"))
+    # specials spelled apart from the words: an added token "t2" would also match inside "t27220"
+    words = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, vocab)}}
+    tok = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # "t12 t345" -> ids 12, 345 (text round-trips)
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="t1", eos_token="t2", unk_token="t0")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
 
 
 def workload(n: int, vocab: int, smoke: bool, seed: int = 0) -> tuple[list[list[int]], list[int], int]:

@@ -291,8 +291,14 @@ def run_ours(name: str, work: Path, sc: dict) -> dict:
         order, mb = peer_order(len(examples)), sc["mb"]
         rows = [order[s * mb : (s + 1) * mb] for s in range(steps)]
     out = work / f"out_{name}"
+    callbacks = ()
+    if os.environ.get("CAMA_BENCH_PROFILE") and name != "ours_match":  # --profile: GPU time by kernel, 2 late steps
+        callbacks = (_pretrain_mfu().profiler(start=steps - 3),)
+    t0 = time.perf_counter()
     stats = train_lora(data_dir=work, base_model=work / "base", out_adapter=out / "adapter", checkpoint_dir=out / "ckpt",
-                       settings=settings, rows=rows, examples=(examples, examples[:8]))  # fmt: skip
+                       settings=settings, rows=rows, examples=(examples, examples[:8]), callbacks=callbacks)  # fmt: skip
+    if callbacks:
+        print(f"wall per step, whole run: {(time.perf_counter() - t0) / steps * 1e3:.0f} ms", flush=True)
     timed = [r for r in stats["loss_curve"] if "tokens_per_s" in r][1:]  # the first interval compiles
     tok_s = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
     mfus = [r["mfu"] for r in timed if "mfu" in r]
@@ -312,15 +318,25 @@ def run_ours(name: str, work: Path, sc: dict) -> dict:
 def stub_pyarrow() -> None:
     """cama.io imports pyarrow; nothing here reads Parquet, and the GPU image may lack it
     (pretrain_mfu's stub, loaded from that script rather than written twice)."""
-    import importlib.util
-
     import peft  # noqa: F401  (before the stub: their own probes for pyarrow see the truth)
     from transformers import LlamaForCausalLM, Trainer  # noqa: F401
 
-    spec = importlib.util.spec_from_file_location("pretrain_mfu", HERE / "pretrain_mfu.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod._stub_pyarrow()
+    _pretrain_mfu()._stub_pyarrow()
+
+
+_PRETRAIN_MFU = None
+
+
+def _pretrain_mfu():
+    """benchmarks/pretrain_mfu.py as a module (its pyarrow stub and kernel profiler: one copy each)."""
+    global _PRETRAIN_MFU
+    if _PRETRAIN_MFU is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("pretrain_mfu", HERE / "pretrain_mfu.py")
+        _PRETRAIN_MFU = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_PRETRAIN_MFU)
+    return _PRETRAIN_MFU
 
 
 def run_variant(name: str, work: Path, sc: dict) -> dict:
@@ -367,10 +383,13 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, a few steps (checks the script)")
     p.add_argument("--work", default=None, help="scratch folder (default: a fresh temporary one)")
     p.add_argument("--timeout", type=int, default=420, help="seconds a variant may take (its process is then killed)")
+    p.add_argument("--profile", action="store_true", help="ours*: print GPU time per step by kernel (2 late steps)")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one variant, in this process
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     sc = {**scale(a.smoke), "smoke": a.smoke}
+    if a.profile:
+        os.environ["CAMA_BENCH_PROFILE"] = "1"  # the variants' processes inherit it
     a.variants = a.variants or (",".join((STRONGEST, "ours", "ours_match")) if a.smoke else ",".join(PEERS + OURS))
     if a.variant:
         res = run_variant(a.variant, Path(a.work), sc)
@@ -396,6 +415,8 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
+            if a.profile:
+                print(proc.stdout[-6000:], flush=True)
         except subprocess.TimeoutExpired:
             results[name] = {"variant": name, "failed": f"timed out after {a.timeout} s"}
         else:
