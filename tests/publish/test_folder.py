@@ -175,3 +175,18 @@ def test_scores_are_the_published_models_only(tmp_path, monkeypatch):
     (tmp_path / "bpb.json").write_text(json.dumps(result))
     meta, tables = eval_metrics([tmp_path / "bpb.json"], "results/lora/merged")
     assert meta == [] and tables[0][2] == [["zh / bpb", "5.0000", "4.0000"]]  # shown, not claimed
+
+
+def test_ie_scores_name_the_merged_model_not_the_adapter_on_its_base(tmp_path, monkeypatch):
+    """eval/ie.json records each model as {model, adapter}: the merged folder is the published one;
+    'lora' (the pretrained folder plus an adapter) is not, though its model path differs."""
+    from cama.publish.card import eval_metrics, published_model_name
+
+    monkeypatch.chdir(tmp_path)
+    result = {"models": {"lora": {"ner": {"f1": 0.5}}, "merged": {"ner": {"f1": 0.6}}},
+              "paths": {"lora": {"model": "results/lora/merged", "adapter": "results/lora/adapter"},
+                        "merged": {"model": "results/lora/merged", "adapter": None}}}  # fmt: skip
+    assert published_model_name(result, "results/lora/merged") == "merged"
+    (tmp_path / "ie.json").write_text(json.dumps(result))
+    meta, _ = eval_metrics([tmp_path / "ie.json"], "results/lora/merged")
+    assert [m["metric_value"] for m in meta] == [0.6]

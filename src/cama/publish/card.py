@@ -6,7 +6,8 @@ The metadata is built with ``huggingface_hub.ModelCardData`` (the Hub's own sche
 from the environment: it is made from the stage's input files and the ``publish.card`` config.
 
 The scores are those of the published model, found in each evaluation JSON by its path
-(``paths: {name: folder}``, as ``eval/bpb.json`` records it); a file that did not score it
+(``paths: {name: folder}``, as ``eval/bpb.json`` records it, or ``{name: {model, adapter}}``,
+as ``eval/ie.json`` does); a file that did not score it
 adds nothing to the metadata.
 Bits per byte (``models.<name>.<lang>.bpb``) and every ``f1`` under the published model's
 entry become model-index results; the tables in the text show every model, for comparison.
@@ -25,7 +26,11 @@ def published_model_name(result: dict, tuned: str | os.PathLike) -> str | None:
     """The name under which an evaluation JSON scored the published model (None: it did not)."""
     want = os.path.normpath(os.path.abspath(tuned))
     for name, path in result.get("paths", {}).items():
-        if os.path.normpath(os.path.abspath(path)) == want:
+        if isinstance(path, dict):  # eval/ie.json: {"model": folder, "adapter": folder or None}
+            if path.get("adapter"):
+                continue  # a base model with an adapter on top is not the merged folder
+            path = path.get("model")
+        if path and os.path.normpath(os.path.abspath(path)) == want:
             return name
     return None
 
