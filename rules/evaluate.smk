@@ -1,11 +1,15 @@
-# evaluate: bits per byte of the base and the pretrained model on the held-out documents; IE
-# micro-F1 of every model the workflow makes; the case gallery (src/cama/evaluate/).
+# evaluate: bits per byte of the base, the pretrained and the merged (published) model on the
+# held-out documents; IE micro-F1 of every model the workflow makes; the case gallery
+# (src/cama/evaluate/).
+
+EVAL_MODELS = get_eval_models()
+# bits per byte needs whole HF folders: every model but "lora" (the merged one is the same model)
+BPB_MODELS = {m: v["model"] for m, v in EVAL_MODELS.items() if not v["adapter"]}
 
 
 rule eval_bpb:
     input:
-        base=get_base_model(),
-        pretrained=f"{RESULTS}/pretrain/model",
+        unpack(lambda wildcards: BPB_MODELS),
         heldout=[rules.heldout_split.output[lang] for lang in LANGS],
     output:
         bpb=f"{RESULTS}/eval/bpb.json",
@@ -26,13 +30,13 @@ rule eval_bpb:
         mem_mb=8000,
         runtime=60,
     params:
+        models=list(BPB_MODELS),
         langs=LANGS,
         settings=config["evaluate"]["bpb"],
     script:
         "../scripts/eval_bpb.py"
 
 
-EVAL_MODELS = get_eval_models()
 IE_MODELS = [m for m in config["evaluate"]["ie"]["models"] if m in EVAL_MODELS]
 CASE_MODELS = {
     m: preset

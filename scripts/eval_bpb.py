@@ -1,4 +1,4 @@
-"""Rule eval_bpb: bits per byte of the base and the pretrained model on held-out docs -> eval/bpb.json."""
+"""Rule eval_bpb: bits per byte of the base, pretrained and merged models on held-out docs -> eval/bpb.json."""
 
 import torch
 
@@ -11,7 +11,7 @@ sm = snakemake  # noqa: F821 (snakemake is injected)
 log = setup_logging(sm.log[0])
 torch.set_num_threads(sm.threads)
 result = evaluate_bpb(
-    models={"base": sm.input.base, "pretrained": sm.input.pretrained},
+    models={name: sm.input[name] for name in sm.params.models},
     heldout=dict(zip(sm.params.langs, sm.input.heldout, strict=True)),
     out_json=sm.output.bpb,
     settings=build(BpbSettings, sm.params.settings, "evaluate.bpb"),

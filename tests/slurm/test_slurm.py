@@ -178,7 +178,9 @@ def slurm_run(cluster, tmp_path_factory):
     watcher = threading.Thread(target=kill_victim, daemon=True)
     watcher.start()
     t0 = time.monotonic()
-    first = snakemake(workdir, "--profile", str(PROFILE), *FAST, "--retries", "0")
+    # the whole demo DAG, its jobs sharing the test node's 2 CPUs: over 10 minutes on a busy
+    # machine; the limit only tells a hang from a slow run
+    first = snakemake(workdir, "--profile", str(PROFILE), *FAST, "--retries", "0", timeout=1800)
     t_first = time.monotonic() - t0
     stop.set()
     watcher.join()

@@ -379,11 +379,16 @@ def test_demo_publishes_a_diff_a_card_and_sums(demo_run):
     manifest = json.loads((pub / "diff/manifest.json").read_text())
     assert manifest["format"] == "cama-weight-diff" and manifest["stats"]["tensors"] > 0
     card = ModelCard.load(pub / "README.md")
-    assert "**These weights are a diff, not a model.**" in card.text and "No LoRA adapter" in card.text
-    bpb = json.loads((demo_run / "results/eval/bpb.json").read_text())["models"]["pretrained"]
-    assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
+    assert "**These weights are a diff, not a model.**" in card.text
+    assert "`lora/`: the LoRA adapter" in card.text and (pub / "lora/adapter_config.json").is_file()
+    # the card claims the published (merged) model's scores only: its bits per byte and IE F1
+    bpb = json.loads((demo_run / "results/eval/bpb.json").read_text())["models"]["merged"]
+    ie = json.loads((demo_run / "results/eval/ie.json").read_text())["models"]["merged"]
+    claimed = {(r.metric_type, r.dataset_config): r.metric_value for r in card.data.eval_results}
+    assert {c: v for (t, c), v in claimed.items() if t == "bits_per_byte"} == {
         lang: round(v["bpb"], 4) for lang, v in bpb.items()
     }
+    assert claimed[("f1", "overall / all_tuples")] == round(ie["overall"]["all_tuples"]["f1"], 4)
     for source in SOURCES:  # every corpus, with its licence, in the data table
         assert f"| {source} |" in card.text
     assert "unknown (see the source)" not in card.text
@@ -395,7 +400,7 @@ def test_demo_model_recovers_bit_exactly_from_base_and_diff(demo_run, tmp_path):
     cmd = [sys.executable, "-m", "cama.cli", "recover", "--base", "results/pretrain/base", "--diff", "results/publish/diff", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=demo_run, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    model = demo_run / "results/pretrain/model"
+    model = demo_run / "results/lora/merged"  # the published model: the LoRA merged into the pretrained one
     files = sorted(p.name for p in model.iterdir() if not p.name.startswith("."))  # not Snakemake's timestamp
     assert sorted(p.name for p in out.iterdir()) == files
     for name in files:

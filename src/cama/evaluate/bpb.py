@@ -132,7 +132,7 @@ def evaluate_bpb(
 ) -> dict:
     """The ``eval_bpb`` rule: bpb of each model on each language's held-out documents.
 
-    ``models`` maps a name ("base", "pretrained") to an HF folder; ``heldout`` maps a
+    ``models`` maps a name ("base", "pretrained", "merged") to an HF folder; ``heldout`` maps a
     language to its jsonl. Writes ``{"models": {name: {lang: {...}}}, "delta": ...}``.
     """
     if isinstance(settings, dict) or settings is None:
@@ -150,8 +150,8 @@ def evaluate_bpb(
                      res["docs"], res["bytes"])  # fmt: skip
         del model
     names = list(models)
-    if len(names) >= 2:  # the last model against the first: negative = better
-        a, b = names[0], names[-1]
+    if len(names) >= 2:  # the second model against the first (pretrained - base): negative = better
+        a, b = names[0], names[1]
         out["delta"] = {
             lang: (out["models"][b][lang]["bpb"] - out["models"][a][lang]["bpb"])
             if out["models"][a][lang]["bpb"] is not None and out["models"][b][lang]["bpb"] is not None
