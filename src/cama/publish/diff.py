@@ -6,7 +6,7 @@ parameters. Here:
 
 - Both models are read a chunk of a tensor at a time (``chunk_elems`` elements, 4M by default)
   and the diff is written as it is computed, so memory does not grow with the model or its
-  shards: 352 MB peak for the 2.2 GB TinyLlama shape, against 10.8 GB for a stanford_alpaca-style
+  shards: 342 MB peak for the 2.2 GB TinyLlama shape, against 10.8 GB for a stanford_alpaca-style
   weight_diff in the same run (``benchmarks/diff_memory.py``).
 - Any shard layout on either side: tensors are matched by name, not by file. A vocabulary that
   grew in tuning diffs the shared rows and carries the new rows whole; a tuned ``lm_head`` over a
@@ -46,6 +46,7 @@ from cama.publish.manifest import (
 )
 from cama.publish.safetensors_io import (
     BITS,
+    DTYPES,
     ModelFiles,
     ReservedShardWriter,
     TensorInfo,
@@ -62,6 +63,15 @@ log = logging.getLogger(__name__)
 
 DIFF_DTYPES = {"auto": None, "float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 CHUNK_ELEMS = 1 << 22
+# Which thread hashes or writes each stream of make's chunk loop, by the number of workers
+# (None: the main thread, in order). With one worker (``--threads 2``), the main thread hashes
+# the base itself: on the TinyLlama-shape benchmark (benchmarks/diff_memory.py), the worker alone
+# had 6.7-8.0 s of CPU (three hashes and the write) while the main thread had 4.2-4.5 s and
+# waited; this way the busier thread has 5.7-6.9 s, the total unchanged.
+LANES = {
+    1: {"tuned": 0, "base": None, "diff": 0},
+    2: {"tuned": 0, "base": 0, "diff": 1},
+}
 # A tied base stores one matrix for both; a tuned model that unties them diffs against it.
 TIED_ALIASES = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -119,41 +129,54 @@ def shard_name(i: int, n: int) -> str:
 
 
 class _Reader:
-    """What the chunk loops share: open file descriptors, buffers of one chunk, and a worker.
+    """What the chunk loops share: open file descriptors, reused chunk buffers, and worker lanes.
 
     - The buffers are reused for every chunk of every tensor: no allocation (and no page faults
       on fresh memory) in the inner loop. Measured on this project's CPU machine: 0.56 s of CPU
       per 256 MB of bf16 for the make step's arithmetic, against 1.71 s allocating per operation.
-    - With ``threads`` 2 or 3, one or two worker threads ("lanes") hash and write while the main
-      thread reads and computes (hashlib, ``pwrite`` and torch all release the GIL); a hash object
-      always goes to the same lane, so its updates stay in order. Buffers come in two sets, by
-      chunk parity, and a set is reused only when the workers are done with it. Torch's own
+    - With ``threads`` > 1, ``threads - 1`` worker threads ("lanes") hash and write while the
+      main thread reads and computes (hashlib, ``pread``/``pwrite`` and torch all release the
+      GIL); a hash object always goes to the same lane, so its updates stay in order. Buffers
+      come in ``SLOTS`` sets, chunk ``k`` using set ``k % SLOTS``, and a set is reused only when
+      the workers are done with it: the lanes may fall behind by two chunks before the main
+      thread waits. On the benchmark's make (``--threads 2``, six alternating runs each, load
+      average 1.6-3.6), three sets took 5.6-10.2 s (mean 8.4) against 5.7-13.5 s (mean 10.0)
+      with two. Torch's own
       intra-op threads stay at one: on the shared 2-core machine, 2 OpenMP threads tripled the
       CPU time of ``make`` (37.5 s against 16.0 s; they spin while waiting for a core).
     """
+
+    SLOTS = 3
 
     def __init__(self, chunk: int = CHUNK_ELEMS, threads: int = 3):
         from concurrent.futures import ThreadPoolExecutor
 
         self.chunk = chunk
         self.fds: dict[Path, int] = {}
-        self.buffers: dict[tuple[str, str], object] = {}
+        self.buffers: dict[tuple[str, object], object] = {}
         self.workers = [ThreadPoolExecutor(1, thread_name_prefix=f"cama-io{i}") for i in range(threads - 1)]
-        self.pending: dict[int, list] = {0: [], 1: []}
+        self.pending: dict[int, list] = {s: [] for s in range(self.SLOTS)}
 
-    def later(self, parity: int, fn, *args, lane: int = 0) -> None:
-        """Run ``fn(*args)`` on worker ``lane`` (in order within a lane), or now without workers."""
-        if not self.workers:
+    def later(self, slot: int, fn, *args, lane: int | None = 0) -> None:
+        """Run ``fn(*args)`` on worker ``lane`` (in order within a lane); now, in this thread,
+        when ``lane`` is None or there are no workers."""
+        if lane is None or not self.workers:
             fn(*args)
         else:
-            self.pending[parity].append(self.workers[lane % len(self.workers)].submit(fn, *args))
+            self.pending[slot].append(self.workers[lane % len(self.workers)].submit(fn, *args))
 
-    def wait(self, parity: int | None = None) -> None:
-        """Until the worker is done with the buffers of ``parity`` (both when None)."""
-        for p in (0, 1) if parity is None else (parity,):
-            jobs, self.pending[p] = self.pending[p], []
+    def wait(self, slot: int | None = None) -> None:
+        """Until the workers are done with the buffers of ``slot`` (all slots when None)."""
+        for s in range(self.SLOTS) if slot is None else (slot,):
+            jobs, self.pending[s] = self.pending[s], []
             for job in jobs:
                 job.result()  # re-raises the worker's exception here
+
+    def slot(self, k: int) -> int:
+        """The buffer set of chunk ``k``, once the workers are done with it."""
+        s = k % self.SLOTS
+        self.wait(s)
+        return s
 
     def fd(self, path: Path) -> int:
         if path not in self.fds:
@@ -176,23 +199,75 @@ class _Reader:
 
     def stream(self, info: TensorInfo, begin: int, end: int, *fns) -> None:
         """Read elements ``[begin, end)`` of ``info`` a chunk at a time; each ``fn(start, bytes)``
-        runs on the worker, in order."""
+        runs on its own lane, in order."""
         for k, start in enumerate(range(begin, end, self.chunk)):
-            n, par = min(self.chunk, end - start), k % 2
-            self.wait(par)
-            data = tensor_bytes(self.read(info, start, n, f"s{par}"))
+            n, s = min(self.chunk, end - start), self.slot(k)
+            data = tensor_bytes(self.read(info, start, n, f"s{s}"))
             for lane, fn in enumerate(fns):
-                self.later(par, fn, start, data, lane=lane)
+                self.later(s, fn, start, data, lane=lane)
         self.wait()
 
     def close(self) -> None:
-        for p in (0, 1):
-            for job in self.pending[p]:
+        for s in self.pending:
+            for job in self.pending[s]:
                 job.cancel()
         for worker in self.workers:
             worker.shutdown(wait=True)
         for fd in self.fds.values():
             os.close(fd)
+
+
+def replay_dtypes(*codes: str) -> bool:
+    """Whether torch's own op on these dtypes computes exactly as ``cast(float32(x) op float32(y))``
+    (``float64`` for F64): all operands and the result in one dtype, and that dtype one that
+    torch's CPU kernels compute in float32 (bf16, f16: each operand widened, one rounding at the
+    end) or is float32 or float64 itself. ``tests/publish/test_diff.py`` checks the claim on every
+    bf16 and f16 value, special values included. (float32's 24 bits of precision are at least
+    2p + 2 for bf16's p = 8 and f16's p = 11, so rounding twice, to float32 then to the dtype,
+    gives the correctly rounded result: a kernel that adds natively in bf16 or f16 gives the same
+    bits, NaN payloads aside.)"""
+    return len(set(codes)) == 1 and codes[0] in ("BF16", "F16", "F32", "F64")
+
+
+class _Arith:
+    """``cast_out(A(x) ± A(y))``, the one piece of arithmetic ``make`` and ``recover`` share.
+
+    When :func:`replay_dtypes` holds, torch's op on the operands as they are, one pass with no
+    temporary: make's subtraction and addition of a 4M-element bf16 chunk take 5.2 ms here
+    (load average 4), against 13.8 ms widening each operand to float32 into a buffer, computing,
+    and narrowing. Otherwise, explicitly: both operands widened to ``A`` in reused buffers,
+    computed, narrowed into ``out``.
+    """
+
+    def __init__(self, reader: _Reader, arithmetic: str):
+        self.reader, self.A = reader, torch_dtype(arithmetic)
+        self.arithmetic = arithmetic
+
+    def __call__(self, op: str, x, y, out, y_wide=None):
+        """``out = cast(A(x) op A(y))`` for op ``"sub"`` or ``"add"``. ``y_wide``: ``A(y)`` if at
+        hand; returns it (None on the one-pass path) for the next call with the same ``y``."""
+        import torch
+
+        fn = torch.sub if op == "sub" else torch.add
+        codes = (_code(x.dtype), _code(y.dtype), _code(out.dtype))
+        if replay_dtypes(*codes) and (codes[0] == "F64") == (self.arithmetic == "F64"):
+            fn(x, y, out=out)
+            return None
+        n = x.numel()
+        fa = self.reader.buffer("a", self.A, n)
+        fa.copy_(x)
+        if y_wide is None:
+            y_wide = self.reader.buffer("b_A", self.A, n)
+            y_wide.copy_(y)
+        fn(fa, y_wide, out=fa)
+        out.copy_(fa)
+        return y_wide
+
+
+def _code(dtype) -> str:
+    from cama.publish.safetensors_io import CODE_OF
+
+    return CODE_OF[str(dtype).removeprefix("torch.")]
 
 
 def _rows_elems(info: TensorInfo, rows: int | None) -> int:
@@ -384,8 +459,9 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     import torch
 
     t, b = p.tuned, p.base
-    T, D, A = torch_dtype(t.dtype), torch_dtype(p.diff_dtype), torch_dtype(p.arithmetic)
+    T, D = torch_dtype(t.dtype), torch_dtype(p.diff_dtype)
     bits = getattr(torch, BITS[t.dtype])
+    arith = _Arith(reader, p.arithmetic)
     overlap = _rows_elems(t, p.base_rows)
     diff_shape = (p.base_rows, *t.shape[1:]) if p.base_rows is not None else t.shape
     th, dh = hashlib.sha256(), hashlib.sha256()
@@ -393,43 +469,42 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     same = b.dtype == t.dtype and b.shape == t.shape
     fixes = 0
     idx_code = "I32" if t.numel < 2**31 else "I64"
-    idx_dtype = torch_dtype(idx_code)
+    idx_np = np.dtype(DTYPES[idx_code][0])
     fix_budget = t.nbytes // (itemsize(idx_code) + itemsize(t.dtype))  # more fixes than this: send it whole
+    lanes = LANES[min(len(reader.workers), 2)] if reader.workers else {}
     with tempfile.TemporaryFile(dir=tmp) as fix_idx, tempfile.TemporaryFile(dir=tmp) as fix_val:
         w.begin(t.name, p.diff_dtype, diff_shape)
         for k, start in enumerate(range(0, overlap, chunk)):
-            n, par = min(chunk, overlap - start), k % 2
-            reader.wait(par)  # the worker is done with this parity's buffers
-            tv, bv = reader.read(t, start, n, f"t{par}"), reader.read(b, start, n, f"b{par}")
-            reader.later(par, th.update, tensor_bytes(tv))
+            n, s = min(chunk, overlap - start), reader.slot(k)  # a buffer set the workers are done with
+            tv, bv = reader.read(t, start, n, f"t{s}"), reader.read(b, start, n, f"b{s}")
+            reader.later(s, th.update, tensor_bytes(tv), lane=lanes.get("tuned"))
             if bh is not None:
-                reader.later(par, bh.update, tensor_bytes(bv))
+                reader.later(s, bh.update, tensor_bytes(bv), lane=lanes.get("base"))
             if same:
                 same = torch.equal(tv.view(bits), bv.view(bits))
-            fa, fb = reader.buffer("a", A, n), reader.buffer("b_A", A, n)
-            d, r = reader.buffer(f"d{par}", D, n), reader.buffer("r", T, n)
-            fb.copy_(bv)
-            fa.copy_(tv)
-            fa.sub_(fb)
-            d.copy_(fa)  # the diff: cast_D(tuned - base)
-            fa.copy_(d)
-            fa.add_(fb)
-            r.copy_(fa)  # what recovery will compute: cast_T(diff + base)
-            wrong = reader.buffer("m", torch.bool, n)
-            torch.ne(r.view(bits), tv.view(bits), out=wrong)
-            bad = np.flatnonzero(wrong.numpy())
+            d, r = reader.buffer(f"d{s}", D, n), reader.buffer("r", T, n)
+            b_wide = arith("sub", tv, bv, d)  # the diff: cast_D(tuned - base)
+            arith("add", d, bv, r, b_wide)  # what recovery will compute: cast_T(diff + base)
+            data = tensor_bytes(d)
+            reader.later(s, dh.update, data, lane=lanes.get("diff"))
+            reader.later(s, pwrite_all, w.fd, data, w.reserve(len(data)), lane=lanes.get("diff"))
+            # the elements recovery would get wrong, compared as bits (NaN, -0.0), by numpy: 1.1-1.5
+            # ms per 4M bf16 here, against 2.6-4.5 ms for torch.ne
+            tb, rb = tv.view(bits).numpy(), r.view(bits).numpy()
+            wrong = reader.buffer("m", torch.bool, n).numpy()
+            np.not_equal(rb, tb, out=wrong)
+            if torch.isnan(r.max()):  # max propagates NaN: 0.6 ms per 4M bf16, where isnan takes 7.5
+                # a NaN's sign and payload are the implementation's choice (IEEE 754): never replay them
+                np.logical_or(wrong, torch.isnan(r).numpy(), out=wrong)
+            bad = np.flatnonzero(wrong)
             if bad.size:
                 fixes += bad.size
                 if fixes > fix_budget:
                     reader.wait()
                     w.rollback()
                     return None
-                bad = torch.from_numpy(bad)
-                fix_idx.write(tensor_bytes((bad + start).to(idx_dtype)))
-                fix_val.write(tensor_bytes(tv[bad]))
-            data = tensor_bytes(d)
-            reader.later(par, dh.update, data, lane=1)
-            reader.later(par, pwrite_all, w.fd, data, w.reserve(len(data)), lane=1)
+                fix_idx.write((bad + start).astype(idx_np))
+                fix_val.write(tb[bad])
         reader.wait()
         if bh is not None:
             _finish_base_hash(b, bh, overlap, reader, chunk)

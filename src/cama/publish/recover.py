@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from cama.errors import CamaError
-from cama.publish.diff import CHUNK_ELEMS, _Reader, _rows_elems, peak_rss_mb
+from cama.publish.diff import CHUNK_ELEMS, _Arith, _Reader, _rows_elems, peak_rss_mb
 from cama.publish.errors import DiffIntegrityError, ManifestMismatchError, WrongBaseError
 from cama.publish.manifest import MANIFEST, check_files, load_manifest
 from cama.publish.safetensors_io import (
@@ -237,22 +237,22 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
         copy(d, 0, dh, th)
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
     else:
-        T, A = torch_dtype(e["dtype"]), torch_dtype(e["arithmetic"])
+        T = torch_dtype(e["dtype"])
+        arith = _Arith(reader, e["arithmetic"])
         b = base.tensors[e["base"]]
         d = _diff_tensor(diff_headers, e, e["name"])
         overlap = _rows_elems(dest, e.get("base_rows"))
         fixes = _Fixes(reader, diff_headers, e, chunk) if "fix" in e else None
         dh = hashlib.sha256()
+        # the diff's hash on the first worker, the result's hash and write on the second; with one
+        # worker the main thread hashes the diff itself (see LANES in cama.publish.diff)
+        dh_lane = 0 if len(reader.workers) > 1 else None
         for k, start in enumerate(range(0, overlap, chunk)):
-            n, par = min(chunk, overlap - start), k % 2
-            reader.wait(par)  # the worker is done with this parity's buffers
-            dv, bv = reader.read(d, start, n, f"d{par}"), reader.read(b, start, n, "b")
-            reader.later(par, dh.update, tensor_bytes(dv))
-            fa, fb, r = reader.buffer("a", A, n), reader.buffer("b_A", A, n), reader.buffer(f"r{par}", T, n)
-            fa.copy_(dv)
-            fb.copy_(bv)
-            fa.add_(fb)
-            r.copy_(fa)  # cast_T(diff + base), as make computed it
+            n, s = min(chunk, overlap - start), reader.slot(k)  # a buffer set the workers are done with
+            dv, bv = reader.read(d, start, n, f"d{s}"), reader.read(b, start, n, "b")
+            reader.later(s, dh.update, tensor_bytes(dv), lane=dh_lane)
+            r = reader.buffer(f"r{s}", T, n)
+            arith("add", dv, bv, r)  # cast_T(diff + base), as make computed it
             if fixes is not None:
                 idx, val = fixes.until(start + n)
                 if idx.numel():
@@ -261,8 +261,8 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
                         fixes.damaged()
                     r[idx.long() - start] = val
             v = tensor_bytes(r)
-            reader.later(par, th.update, v, lane=1)
-            reader.later(par, pwrite_all, fd, v, dest.begin + start * size, lane=1)
+            reader.later(s, th.update, v, lane=1)
+            reader.later(s, pwrite_all, fd, v, dest.begin + start * size, lane=1)
         reader.wait()
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
         if fixes is not None:
