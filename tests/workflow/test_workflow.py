@@ -338,6 +338,12 @@ def test_demo_ie_scores_every_model_on_every_set(demo_run):
 
 
 @pytest.mark.skipif(not LORA, reason="the LoRA stage (rules/lora.smk) is not in this workflow yet")
+@pytest.mark.xfail(
+    strict=True,  # the day the demo teaches, this fails as XPASS and the marker goes
+    reason="issue 13, open: the demo's pretrained 2-layer model is still a unigram model (loss "
+    "plateau 7.1 nats), and no adapter fits its answers to a format in the demo's budget; see "
+    "README, Generation and evaluation, 'Does the pipeline teach?'",
+)
 def test_demo_lora_learns_the_answer_formats(demo_run):
     """Does the pipeline teach? The tuned model writes parseable answers far more often than the
     pretrained one (F1 of a 2-layer model is reported, not tested)."""
