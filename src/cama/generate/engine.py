@@ -60,7 +60,7 @@ from cama.chat import with_chat_template
 from cama.errors import CamaError
 from cama.generate.sampling import Sampler
 from cama.generate.settings import Generation, Settings, resolve
-from cama.generate.text import TextStream, trim_repetition
+from cama.generate.text import TextStream, trim_repetition, window_decoder
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,11 @@ def _register_attention() -> None:
 
 
 class Request:
-    """One prompt in flight: its settings, a stream of text pieces, and its result."""
+    """One prompt in flight: its settings, a stream of text pieces, and its result.
+
+    ``stream=False`` (a caller that wants the result only): the engine hands out no pieces and
+    detokenises nothing until the end, so the request costs no per-token Python work.
+    """
 
     def __init__(self, prompt_ids: list[int], settings: Settings, on_token: Callable[[str], None] | None, stream: bool):
         self.id = next(_ids)
@@ -154,32 +158,37 @@ class Request:
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._done = threading.Event()
         self._cancelled = False
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._aevent: asyncio.Event | None = None
+        self._engine: Engine | None = None
+        self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # set by astream
 
-    # called by the engine's thread
-    def _emit(self, piece: str) -> None:
+    # called by the engine's thread, which wakes asyncio consumers once per step (Engine._deliver)
+    def _emit(self, piece: str) -> bool:
         if not piece:
-            return
+            return False
         if self._on_token is not None:
             self._on_token(piece)
         self._events.put(piece)
-        self._notify()
+        return True
 
     def _finish(self, generation: Generation) -> None:
         self.generation = generation
         self._events.put(_END)
         self._done.set()
-        self._notify()
 
-    def _notify(self) -> None:
-        if self._aloop is not None:
-            self._aloop.call_soon_threadsafe(self._aevent.set)
+    def _wake(self) -> None:
+        """Wake an asyncio consumer now (for a request answered outside the engine's steps)."""
+        if (waker := self._waker) is not None:
+            try:
+                waker[0].call_soon_threadsafe(waker[1].set)
+            except RuntimeError:  # its loop is closed: nobody listens
+                pass
 
     # called by the client
     def cancel(self) -> None:
         """Stop this request at the next step (finish reason "cancelled")."""
         self._cancelled = True
+        if self._engine is not None:
+            self._engine._cancels = True
 
     @property
     def done(self) -> bool:
@@ -198,21 +207,20 @@ class Request:
 
     async def astream(self):
         """Text pieces as they are decoded, for asyncio (an async generator)."""
-        self._aevent = asyncio.Event()
-        self._aloop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        self._waker = (asyncio.get_running_loop(), event)
+        get, empty = self._events.get_nowait, self._events.empty
         while True:
-            while True:
-                try:
-                    x = self._events.get_nowait()
-                except queue.Empty:
-                    break
-                if x is _END:
-                    return
-                yield x
-            self._aevent.clear()
-            if not self._events.empty():
+            try:
+                x = get()
+            except queue.Empty:
+                event.clear()
+                if empty():  # a piece put after the get above comes with a wake-up after this clear
+                    await event.wait()
                 continue
-            await self._aevent.wait()
+            if x is _END:
+                return
+            yield x
 
     async def aresult(self) -> Generation:
         async for _ in self.astream():
@@ -220,12 +228,17 @@ class Request:
         return self.generation
 
 
+def _set_all(events: list[asyncio.Event]) -> None:
+    for e in events:
+        e.set()
+
+
 class _Seq:
     """A request's decoding state inside the engine."""
 
     __slots__ = ("req", "prompt", "settings", "max_new", "slot", "out", "stream", "seed", "t0")
 
-    def __init__(self, req: Request, max_new: int, seed: int, tokenizer):
+    def __init__(self, req: Request, max_new: int, seed: int, tokenizer, decoder):
         self.req = req
         self.prompt = req.prompt_ids
         self.settings = req.settings
@@ -233,7 +246,7 @@ class _Seq:
         self.slot: int | None = None
         self.out: list[int] = []
         s = req.settings
-        self.stream = TextStream(tokenizer, s.stop) if (s.stop or req.streaming) else None
+        self.stream = TextStream(tokenizer, s.stop, decoder) if (s.stop or req.streaming) else None
         self.seed = seed
         self.t0 = time.perf_counter()
 
@@ -288,6 +301,7 @@ class Engine:
         self.max_queue = max_queue
         self.hf_batch = hf_batch
         self.eos_ids = self._eos_ids()
+        self._window_decoder = window_decoder(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.vocab = model.get_output_embeddings().weight.shape[0]
         self._rng = random.Random(int.from_bytes(os.urandom(8), "little"))
@@ -301,9 +315,12 @@ class Engine:
         self._pool = None
         self._lock = threading.Lock()  # one driver of the model at a time
         self._cond = threading.Condition()
-        self._waiting: collections.deque[_Seq] = collections.deque()
+        self._waiting: collections.deque[_Seq] = collections.deque()  # for the slot cache
+        self._hf_waiting: collections.deque[_Seq] = collections.deque()  # for HF generate (beams, other models)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._cancels = False  # a request was cancelled since the last step looked
+        self._touched: dict[int, Request] = {}  # requests with news in this step (woken once, at its end)
         self.stats = collections.Counter()
 
     # ----- loading and prompts
@@ -416,10 +433,11 @@ class Engine:
             seqs = [s for s in seqs if s is not None]
             # longest prompts first: prefill chunks of similar lengths, little padding
             seqs.sort(key=lambda s: -len(s.prompt))
-            self._waiting.extend(seqs)
+            for seq in seqs:
+                self._queue_of(seq).append(seq)
             total, t0, last = len(reqs), time.perf_counter(), time.perf_counter()
             tokens0 = self.stats["tokens"]
-            while self._waiting or self._busy():
+            while self._waiting or self._hf_waiting or self._busy():
                 self._step()
                 if time.perf_counter() - last > 30:
                     last = time.perf_counter()
@@ -475,14 +493,17 @@ class Engine:
         *,
         on_token: Callable[[str], None] | None = None,
         block: bool = False,
+        stream: bool = True,
     ) -> Request:
         """Queue one prompt for the running engine (``start`` first); returns its ``Request``.
 
+        ``stream=False``: only the result is wanted (``req.result()``/``await req.aresult()``); the
+        text is decoded once, at the end, instead of piece by piece.
         Raises ``QueueFull`` when ``max_queue`` requests wait already (unless ``block``).
         """
         if self._thread is None:
             raise CamaError("the engine is not started: call engine.start() before submit()")
-        req = Request(self.encode(prompt), resolve(settings), on_token, stream=True)
+        req = Request(self.encode(prompt), resolve(settings), on_token, stream=stream)
         self._enqueue(req, block=block)
         return req
 
@@ -491,17 +512,21 @@ class Engine:
         if seq is None:
             return
         with self._cond:
-            while len(self._waiting) >= self.max_queue:
+            while len(self._waiting) + len(self._hf_waiting) >= self.max_queue:
                 if not block:
-                    raise QueueFull(f"{len(self._waiting)} requests are waiting (max_queue {self.max_queue})")
+                    raise QueueFull(f"{len(self._waiting) + len(self._hf_waiting)} requests are waiting "
+                                    f"(max_queue {self.max_queue})")  # fmt: skip
                 self._cond.wait(0.05)
-            self._waiting.append(seq)
+            self._queue_of(seq).append(seq)
             self._cond.notify_all()
+
+    def _queue_of(self, seq: _Seq) -> collections.deque:
+        return self._waiting if self.fast and seq.settings.num_beams == 1 else self._hf_waiting
 
     def _serve(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._busy() and not self._stopping:
+                while not self._waiting and not self._hf_waiting and not self._busy() and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     break
@@ -511,18 +536,22 @@ class Engine:
             except Exception as e:  # fail what is in flight, keep serving
                 log.exception("generation step failed")
                 self._fail_all(f"{type(e).__name__}: {e}")
-        with self._cond:
-            waiting, self._waiting = list(self._waiting), collections.deque()
-        for seq in waiting + [s for s in self._slot_seq if s is not None]:
-            self._finish(seq, "cancelled")
+        self._end_all("cancelled")
 
     def _fail_all(self, message: str) -> None:
-        with self._cond:
-            seqs = list(self._waiting) + [s for s in self._slot_seq if s is not None]
-            self._waiting.clear()
-        for seq in seqs:
-            self._finish(seq, "error", error=message)
+        self._end_all("error", error=message)
         self._graphs.clear()
+
+    def _end_all(self, reason: str, error: str | None = None) -> None:
+        """Finish every waiting and running sequence with ``reason``."""
+        with self._cond:
+            seqs = [*self._waiting, *self._hf_waiting, *(s for s in self._slot_seq if s is not None)]
+            self._waiting.clear()
+            self._hf_waiting.clear()
+            self._cond.notify_all()
+        for seq in seqs:
+            self._finish(seq, reason, error=error)
+        self._deliver()
 
     # ----- scheduling
 
@@ -533,9 +562,11 @@ class Engine:
         if room < 1:
             req._finish(Generation("", "error", len(req.prompt_ids), 0,
                                    error=f"the prompt has {len(req.prompt_ids)} tokens; the context is {len(req.prompt_ids) + room}"))  # fmt: skip
+            req._wake()
             return None
+        req._engine = self
         seed = s.seed if s.seed is not None else self._rng.getrandbits(32)
-        return _Seq(req, min(s.max_new_tokens, room), seed, self.tokenizer)
+        return _Seq(req, min(s.max_new_tokens, room), seed, self.tokenizer, self._window_decoder)
 
     def _prepare(self, length: int, batch: int) -> None:
         """Make sure the slot cache holds ``batch`` sequences of ``length`` tokens."""
@@ -602,24 +633,27 @@ class Engine:
 
     def _step(self) -> None:
         """Admit waiting sequences into free slots (prefill), then decode one token for all."""
-        with self._cond:
-            hf = [s for s in self._waiting if not self.fast or s.settings.num_beams > 1]
-            if hf:
-                self._waiting = collections.deque(s for s in self._waiting if self.fast and s.settings.num_beams == 1)
-            self._cond.notify_all()
-        if hf:
+        if self._hf_waiting:
+            with self._cond:
+                hf = list(self._hf_waiting)
+                self._hf_waiting.clear()
+                self._cond.notify_all()
             self._hf_generate(hf)
+            self._deliver()
             return
-        for seq in [s for s in self._slot_seq if s is not None and s.req._cancelled]:
-            self._finish(seq, "cancelled")
-        n_active = int(self._occupied.sum())
-        with self._cond:
-            n_wait = len(self._waiting)
+        if not self.fast:
+            return
+        if self._cancels:  # set by Request.cancel: no scan of the slots on the other steps
+            self._cancels = False
+            for seq in [s for s in self._slot_seq if s is not None and s.req._cancelled]:
+                self._finish(seq, "cancelled")
+        n_active, n_wait = int(self._occupied.sum()), len(self._waiting)
         refill = max(1, self._cache.slots // 8)
         if n_wait and self._free and (n_active == 0 or len(self._free) >= min(n_wait, refill)):
             self._prefill()
         if self._occupied.any():
             self._decode()
+        self._deliver()
 
     def _prefill(self) -> None:
         """Prefill waiting sequences into free slots, in chunks of at most prefill_tokens."""
@@ -810,10 +844,26 @@ class Engine:
                 if seq.stream.push(int(toks[j])):
                     self._finish(seq, "stop")
                     continue
-                if seq.req.streaming:
-                    seq.req._emit(seq.stream.ready())
+                if seq.req.streaming and seq.req._emit(seq.stream.ready()):
+                    self._touched[seq.req.id] = seq.req
             if full[j]:
                 self._finish(seq, "length")
+
+    def _deliver(self) -> None:
+        """Wake the asyncio consumers of this step's news: one call into each event loop per
+        step, not one per request and token."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        wake: dict = {}
+        for req in touched.values():
+            if (waker := req._waker) is not None:
+                wake.setdefault(waker[0], []).append(waker[1])
+        for loop, events in wake.items():
+            try:
+                loop.call_soon_threadsafe(_set_all, events)
+            except RuntimeError:  # the loop is closed: nobody listens
+                pass
 
     def _finish(self, seq: _Seq, reason: str, eos: bool = False, error: str | None = None) -> None:
         if seq.slot is not None:
@@ -845,6 +895,7 @@ class Engine:
             seq.slot = None
         self.stats[f"finish_{reason}"] += 1
         seq.req._finish(gen)
+        self._touched[seq.req.id] = seq.req
 
     # ----- beam search and models without the fast path: HF generate
 

