@@ -168,7 +168,8 @@ def test_scores_are_the_published_models_only(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     result = {"models": {"base": {"zh": {"bpb": 5.0}}, "pretrained": {"zh": {"bpb": 4.0}}},
-              "paths": {"base": "results/pretrain/base", "pretrained": "results/pretrain/model"}}  # fmt: skip
+              "paths": {"base": {"model": "results/pretrain/base", "adapter": None},
+                        "pretrained": {"model": "results/pretrain/model", "adapter": None}}}  # fmt: skip
     assert published_model_name(result, "results/pretrain/model") == "pretrained"
     assert published_model_name(result, tmp_path / "results/pretrain/model") == "pretrained"
     assert published_model_name(result, "results/lora/merged") is None

@@ -141,7 +141,7 @@ def evaluate_bpb(
     out: dict = {"formula": "sum(-ln p) / (utf8_bytes * ln 2)", "models": {}, "paths": {}}
     for name, path in models.items():
         model, tok = load_model(path)
-        out["paths"][name] = str(path)
+        out["paths"][name] = {"model": str(path), "adapter": None}  # as eval/ie.json records a model
         out["models"][name] = {}
         for lang, docs in texts.items():
             res = score_texts(model, tok, docs, settings)

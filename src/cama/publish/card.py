@@ -6,8 +6,7 @@ The metadata is built with ``huggingface_hub.ModelCardData`` (the Hub's own sche
 from the environment: it is made from the stage's input files and the ``publish.card`` config.
 
 The scores are those of the published model, found in each evaluation JSON by its path
-(``paths: {name: folder}``, as ``eval/bpb.json`` records it, or ``{name: {model, adapter}}``,
-as ``eval/ie.json`` does); a file that did not score it
+(``paths: {name: {model, adapter}}``, as ``eval/bpb.json`` and ``eval/ie.json`` record them); a file that did not score it
 adds nothing to the metadata.
 Bits per byte (``models.<name>.<lang>.bpb``) and every ``f1`` under the published model's
 entry become model-index results; the tables in the text show every model, for comparison.
@@ -25,12 +24,9 @@ UNKNOWN_LICENCE = "unknown (see the source)"
 def published_model_name(result: dict, tuned: str | os.PathLike) -> str | None:
     """The name under which an evaluation JSON scored the published model (None: it did not)."""
     want = os.path.normpath(os.path.abspath(tuned))
-    for name, path in result.get("paths", {}).items():
-        if isinstance(path, dict):  # eval/ie.json: {"model": folder, "adapter": folder or None}
-            if path.get("adapter"):
-                continue  # a base model with an adapter on top is not the merged folder
-            path = path.get("model")
-        if path and os.path.normpath(os.path.abspath(path)) == want:
+    for name, m in result.get("paths", {}).items():
+        # a model with an adapter on top ("lora") is not the published folder, though it names it
+        if not m["adapter"] and os.path.normpath(os.path.abspath(m["model"])) == want:
             return name
     return None
 
