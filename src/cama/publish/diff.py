@@ -139,9 +139,9 @@ class _Reader:
     - The buffers are reused for every chunk of every tensor: no allocation (and no page faults
       on fresh memory) in the inner loop. Measured on this project's CPU machine: 0.56 s of CPU
       per 256 MB of bf16 for the make step's arithmetic, against 1.71 s allocating per operation.
-    - With ``threads`` > 1, worker threads ("lanes", ``threads - 1`` of them up to 3) hash and write while the
-      main thread reads and computes (hashlib, ``pread``/``pwrite`` and torch all release the
-      GIL); a hash object always goes to the same lane, so its updates stay in order. Buffers
+    - With ``threads`` > 1, worker threads ("lanes", ``threads - 1`` of them, 3 at most) hash
+      and write while the main thread reads and computes (hashlib, ``pread``/``pwrite`` and
+      torch all release the GIL); a hash object always goes to the same lane, so its updates stay in order. Buffers
       come in ``SLOTS`` sets, chunk ``k`` using set ``k % SLOTS``, and a set is reused only when
       the workers are done with it: the lanes may fall behind by two chunks before the main
       thread waits. On the benchmark's make (``--threads 2``, six alternating runs each, load
@@ -152,10 +152,11 @@ class _Reader:
       as with 3; 5: three, see ``LANES``). This is for machines with cores to spare: it moves
       work, it does not remove any. Per-thread CPU of the benchmark's make (TinyLlama shape,
       measured on the 2-core machine, load average 2-5): at ``--threads 3`` the busiest thread
-      had 4.3-5.5 s (main 3.7-4.3); at ``--threads 5`` 2.8-3.1 s (main 3.1, the reader 0.7),
-      the total unchanged (10.7-11.5 s). Wall time only follows where that many cores are free.
-    - Torch's own intra-op threads stay at one: on the shared 2-core machine, 2 OpenMP threads tripled the
-      CPU time of ``make`` (37.5 s against 16.0 s; they spin while waiting for a core).
+      had 4.3-5.5 s (main 3.7-4.3); at ``--threads 5`` 3.1 s (main, ~1.5 s of it importing
+      torch; lanes 2.8, 1.4, 2.4-2.8; the reader 0.7), the total unchanged (10.7-11.1 s). Wall
+      time only follows where that many cores are free.
+    - Torch's own intra-op threads stay at one: on the shared 2-core machine, 2 OpenMP threads
+      tripled the CPU time of ``make`` (37.5 s against 16.0 s; they spin while waiting for a core).
     """
 
     SLOTS = 3
