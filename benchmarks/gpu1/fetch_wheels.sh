@@ -8,9 +8,10 @@
 # package it lacks travels as a wheel: `run` with carry [".whl-gpu1"] (benchmarks/gpu1/run.sh
 # installs them). Exact versions from wheels.txt, no dependencies resolved by pip:
 # check_wheels.py checks the closure instead, against image-packages.txt. Two steps more:
-# connection-pool (snakemake's) has no wheel on PyPI, so it is built from its pure-Python sdist;
-# blingfire and PuLP ship every platform's binaries (58 MB together) and are slimmed to what
-# Linux x86_64 runs (slim_wheel.py).
+# the lines marked 'sdist only' (deepspeed, snakemake's connection-pool) have no wheel on PyPI
+# and are built here from their sdists (pure Python; deepspeed without its ops); blingfire and
+# PuLP ship every platform's binaries (58 MB together) and are slimmed to what Linux x86_64 runs
+# (slim_wheel.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -22,9 +23,9 @@ platforms=()
 for n in $(seq 39 -1 5); do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 platforms+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${platforms[@]}" -d "$tmp" -r <(grep -v '^connection-pool==' "$here/wheels.txt") "$@"
-python3 -m pip wheel -q --no-deps --no-binary=:all: -w "$tmp" \
-    "$(grep -o '^connection-pool==[^ ]*' "$here/wheels.txt")" "$@"
+    "${platforms[@]}" -d "$tmp" -r <(grep -v '^[^#].*sdist only' "$here/wheels.txt") "$@"
+mapfile -t sdists < <(grep '^[^#].*sdist only' "$here/wheels.txt" | cut -d' ' -f1)
+python3 -m pip wheel -q --no-deps --no-binary=:all: -w "$tmp" "${sdists[@]}" "$@"
 python3 "$here/slim_wheel.py" "$tmp"/blingfire-*.whl --drop 'blingfire/*.bin' 'blingfire/*.i2w' \
     'blingfire/*.dll' 'blingfire/*.pdb' 'blingfire/*.dylib'
 python3 "$here/slim_wheel.py" "$tmp"/pulp-*.whl --drop 'pulp/tests/*' 'pulp/solverdir/cbc/osx/*' \

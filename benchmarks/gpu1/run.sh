@@ -14,7 +14,8 @@
 #   results.tgz          per-rule benchmark tsv's, every rule's log (tail), the IE generations
 # and prints the F1 table and the bits per byte when they exist. Run it again (while the
 # machine is warm, results/ is still there) to continue: snakemake redoes only what is missing
-# or was cut (--rerun-incomplete); pretraining resumes from its last checkpoint.
+# or was cut (--rerun-incomplete); LoRA resumes from its last checkpoint, pretraining too where
+# it has one (config/gpu-1.yaml keeps only the last: disk).
 #
 # Settings (environment): OUT (required), WHEELS (.whl-gpu1; empty: the Python has them
 # already), SITE (/tmp/site), PYTHON (python3), BUDGET (570: seconds for the whole script),
@@ -72,8 +73,11 @@ rc=$?
         eval/ie/pretrained.jsonl eval/ie/lora.jsonl eval/bpb.json eval/ie.json; do
         [ -e "results/$f" ] && echo "done: $f" || echo "missing: $f"
     done
-    cat results/benchmarks/*/*.tsv 2>/dev/null | head -1
-    for t in results/benchmarks/*/*.tsv; do [ -e "$t" ] && echo "$t $(tail -1 "$t" | cut -f1)"; done
+    echo "seconds per heavy rule (results/benchmarks/; every other rule: in results.tgz):"
+    for r in train_tokenizer pack_shards init_base_model pretrain lora_data lora merge_lora \
+        eval_bpb eval_ie_generate; do
+        for t in results/benchmarks/$r/*.tsv; do [ -e "$t" ] && echo "  ${t#results/benchmarks/} $(tail -1 "$t" | cut -f1)"; done
+    done
 } >>results/gpu1/status.txt 2>&1
 cp results/gpu1/status.txt "$OUT/status.txt"
 tail -n 400 results/gpu1/snakemake.log >"$OUT/snakemake-tail.log"
@@ -81,7 +85,7 @@ for f in eval/ie.json eval/bpb.json; do [ -f "results/$f" ] && cp "results/$f" "
 [ -f results/pretrain/stats.json ] && cp results/pretrain/stats.json "$OUT/pretrain-stats.json"
 [ -f results/lora/stats.json ] && cp results/lora/stats.json "$OUT/lora-stats.json"
 rm -rf results/gpu1/logs && mkdir -p results/gpu1/logs
-(cd results && find logs -name '*.log' | while read -r f; do
+(cd results && find logs -name '*.log' 2>/dev/null | while read -r f; do
     mkdir -p "gpu1/$(dirname "$f")" && tail -n 300 "$f" >"gpu1/$f"
 done)
 tar -czf "$OUT/results.tgz" -C results gpu1/logs gpu1/install.log \

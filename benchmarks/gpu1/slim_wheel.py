@@ -25,7 +25,9 @@ def slim(wheel: Path, drop: list[str]) -> tuple[int, int]:
     tmp = wheel.with_suffix(".tmp")
     kept = dropped = 0
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
-        gone = {i.filename for i in src.infolist() if any(fnmatch.fnmatch(i.filename, g) for g in drop)}
+        gone = {
+            i.filename for i in src.infolist() if any(fnmatch.fnmatch(i.filename, g) for g in drop)
+        }
         for info in src.infolist():
             if info.filename in gone:
                 dropped += 1

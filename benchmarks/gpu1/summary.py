@@ -25,7 +25,9 @@ def main(argv: list[str]) -> int:
     if bpb.exists():
         from cama.evaluate.bpb import bpb_table
 
-        print(f"bits per byte on the held-out documents, from {bpb}:\n{bpb_table(json.loads(bpb.read_text()))}")
+        print(
+            f"bits per byte on the held-out documents, from {bpb}:\n{bpb_table(json.loads(bpb.read_text()))}"
+        )
     else:
         print(f"{bpb}: not made yet")
     return 0
