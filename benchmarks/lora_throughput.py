@@ -623,9 +623,9 @@ def main() -> None:
     if a.variant:
         res = run_variant(a.variant, Path(a.work), sc)
         Path(a.out).write_text(json.dumps(res))
-        from cama.train.run import exit_finished_process
-
-        exit_finished_process()  # no interpreter teardown (the profiler's or compile workers' threads)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # the result is written: no interpreter teardown to hang in (profiler, compile workers)
     import tempfile
 
     work = Path(a.work or tempfile.mkdtemp(prefix="lora_bench_"))
