@@ -63,8 +63,9 @@ guards are the GPU's, without inductor) ``ours`` recompiles twice, both at its f
 evaluation at step 0 compiled the no-gradient graph, and the first block's input does not
 require a gradient while the others' do; then never, whatever example boundaries a new row
 brings (``recompiles_timed`` 0, no graph break). The flex path (the GPU's; not run through
-the stage on a CPU) recompiles once more, at the second step: a guard on the ``kernels``
-package's context variable (transformers' kernel-hub wrapper around attention) fails once.
+the stage on a CPU) recompiles once more, at the second step: the ``kernels`` package's
+context variable (transformers' kernel-hub wrapper around attention) is left set after the
+first compiled forward there (not on sdpa), so its guard fails once.
 ``tests/lora/test_compiled_blocks.py`` checks both paths.
 
 **``--profile [VARIANTS]``** (default ``ours``): for those variants only, torch.profiler
@@ -78,7 +79,7 @@ The summary is abandoned after ``--profile-cap`` seconds, and a variant killed b
 Run (each variant in its own process, so one crash or OOM does not stop the rest; a JSON
 line per variant, then a table with ratios to the strongest peer)::
 
-    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all: ~15 min on one H200, so in two calls:
+    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all: ~22 min on one H200, so in calls of < 10 min:
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padded_mb4,peer_padded_mb16,peer_padfree_sdpa_mb16,peer_padfree_flex_mb16,ours,ours_match
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padfree_flex_mb16,ours_varlen,ours_eager,ours_plainloss,ours_8k,ours_ckpt16k,ours_liger
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants ours,peer_padfree_flex_mb16
