@@ -29,6 +29,16 @@ compilation, is dropped):
 - ``ours_ckpt16k``: activation checkpointing, rows of 16384 tokens;
 - ``ours_liger``: uncompiled, with Liger's RMSNorm/SwiGLU/RoPE kernels (skipped unless
   ``liger_kernel`` imports: carry its wheel);
+- ``ours_mb2``: 2 rows of 4096 a forward (``train.micro_batch_size`` 2: one sequence of 8192
+  tokens, each example still attending to itself), the same 6 rows a step as ``ours``: more
+  work per forward, the same recipe;
+- ``ours_bf16``: the adapters held in bf16 (``lora.adapter_dtype: base``), so no adapter casts
+  its input to fp32 and back; **changes the recipe**: AdamW updates bf16 weights;
+- ``ours_nodrop``: LoRA dropout 0 (the seed's is 0.05), so no projection draws a dropout mask
+  or keeps its own dropped copy of the input; **changes the recipe**. (Dropout once per
+  shared input, for q/k/v and gate/up, is not a peft setting: not measured);
+- ``ours_lean``: ``ours_mb2``, ``ours_bf16`` and ``ours_nodrop`` together: what the three
+  suspects are worth at most, together;
 - ``ours_match``: the loss-curve check: the peer's exact batches (16 examples a step, in the
   Trainer's RandomSampler order), packed into one row each, logging every step; its curve is
   compared with ``peer_padfree_flex_mb16``'s, whose schedule is set to ours (cosine, no
@@ -45,15 +55,37 @@ token's causal attention, within its own example. For this shape F ≈ 4.1 GFLOP
 13.4k tokens/s is 5.6 % and 40k is 16.6 %. The same F scores every variant: a path that
 computes more (padding, all logits, recomputation) is not credited for it.
 
+**Recompiles.** Each variant's JSON line has ``recompiles`` (dynamo's own count, from its
+``recompiles`` log), ``recompiles_timed`` (those after the first logged interval, i.e. inside
+the timed steps), the first reasons, ``graphs`` and ``graph_breaks``. On the CPU (torch 2.13,
+``--smoke --compile-cpu``: the blocks compiled with the ``aot_eager`` backend, so dynamo's
+guards are the GPU's, without inductor) ``ours`` recompiles twice, both at its first step: the
+evaluation at step 0 compiled the no-gradient graph, and the first block's input does not
+require a gradient while the others' do; then never, whatever example boundaries a new row
+brings (``recompiles_timed`` 0, no graph break). The flex path (the GPU's; not run through
+the stage on a CPU) recompiles once more, at the second step: the ``kernels`` package's
+context variable (transformers' kernel-hub wrapper around attention) is left set after the
+first compiled forward there (not on sdpa), so its guard fails once.
+``tests/lora/test_compiled_blocks.py`` checks both paths.
+
+**``--profile [VARIANTS]``** (default ``ours``): for those variants only, torch.profiler
+(kernels only on a GPU, no shapes or stacks) over the 2 steps right after the last logged
+interval that the throughput keeps, then the run stops; it prints the GPU time per step by
+kind and the 25 costliest kernels (CPU: ops by self time), and the share of the window in
+which the device ran nothing (host gaps: launch overhead, syncs, the data loader, Python).
+The summary is abandoned after ``--profile-cap`` seconds, and a variant killed by
+``--timeout`` still shows what it printed.
+
 Run (each variant in its own process, so one crash or OOM does not stop the rest; a JSON
 line per variant, then a table with ratios to the strongest peer)::
 
-    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all: ~15 min on one H200, so in two calls:
+    PYTHONPATH=src python benchmarks/lora_throughput.py                 # all: ~22 min on one H200, so in calls of < 10 min:
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padded_mb4,peer_padded_mb16,peer_padfree_sdpa_mb16,peer_padfree_flex_mb16,ours,ours_match
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants peer_padfree_flex_mb16,ours_varlen,ours_eager,ours_plainloss,ours_8k,ours_ckpt16k,ours_liger
     PYTHONPATH=src python benchmarks/lora_throughput.py --variants ours,peer_padfree_flex_mb16
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke         # CPU, a tiny model: 3 variants
     PYTHONPATH=src python benchmarks/lora_throughput.py --smoke --variants ours_eager,ours_8k   # any of them
+    PYTHONPATH=src python benchmarks/lora_throughput.py --smoke --compile-cpu --variants ours,ours_lean --profile ours
 
 Needs torch, transformers, peft, accelerate, numpy, pyyaml (no DeepSpeed: the core imports it
 only for ZeRO; no pyarrow or jsonschema: examples travel as .npz and the settings are built
@@ -63,8 +95,10 @@ over the schema's defaults); liger-kernel for ``ours_liger`` only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -79,7 +113,8 @@ SMOKE_SHAPE = dict(vocab_size=1000, hidden_size=64, intermediate_size=172, num_h
                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PEERS = ("peer_padded_mb4", "peer_padded_mb16", "peer_padfree_sdpa_mb16", "peer_padfree_flex_mb16")
-OURS = ("ours", "ours_varlen", "ours_eager", "ours_plainloss", "ours_8k", "ours_ckpt16k", "ours_liger", "ours_match")
+OURS = ("ours", "ours_varlen", "ours_eager", "ours_plainloss", "ours_8k", "ours_ckpt16k", "ours_liger", "ours_mb2",
+        "ours_bf16", "ours_nodrop", "ours_lean", "ours_match")  # fmt: skip
 STRONGEST = "peer_padfree_flex_mb16"
 PEER_SEED = 42  # TrainingArguments' default seed: the peers' RandomSampler order
 
@@ -265,6 +300,12 @@ def our_settings(name: str, sc: dict, steps: int) -> dict:
     elif name == "ours_match":
         lora["pack_length"] = sc["mb"] * sc["hi"]  # any 16 examples fit one row
         train.update(global_batch_size=1, logging_steps=1, warmup_steps=0)
+    if name in ("ours_mb2", "ours_lean"):
+        train["micro_batch_size"] = 2  # 3 micro-batches of 2 rows: still 6 rows a step
+    if name in ("ours_bf16", "ours_lean"):
+        lora["adapter_dtype"] = "base"
+    if name in ("ours_nodrop", "ours_lean"):
+        lora["dropout"] = 0.0
     if sc.get("smoke"):
         train["dataloader_workers"] = 0
         if lora["attention"] == "varlen":
@@ -291,25 +332,203 @@ def run_ours(name: str, work: Path, sc: dict) -> dict:
         order, mb = peer_order(len(examples)), sc["mb"]
         rows = [order[s * mb : (s + 1) * mb] for s in range(steps)]
     out = work / f"out_{name}"
-    callbacks = ()
-    if os.environ.get("CAMA_BENCH_PROFILE") and name != "ours_match":  # --profile: GPU time by kernel, 2 late steps
-        callbacks = (_pretrain_mfu().profiler(start=steps - 3),)
+    shutil.rmtree(out, ignore_errors=True)  # a rerun in the same --work would resume its finished checkpoint
+    log_every = settings.train["logging_steps"]
+    callbacks = [DYNAMO.step_callback()] if DYNAMO else []
+    profiled = None  # --profile: the 2 steps after the last logged interval that counts, then stop
+    if name in os.environ.get("CAMA_BENCH_PROFILE", "").split(",") and name != "ours_match":
+        last = max((steps // log_every - 1) * log_every, log_every)
+        profiled = (last + 1, last + 2)
+        callbacks.append(profiler(start=last, steps=2, cap_s=float(os.environ.get("CAMA_BENCH_PROFILE_CAP", 90))))
     t0 = time.perf_counter()
-    stats = train_lora(data_dir=work, base_model=work / "base", out_adapter=out / "adapter", checkpoint_dir=out / "ckpt",
-                       settings=settings, rows=rows, examples=(examples, examples[:8]), callbacks=callbacks)  # fmt: skip
-    if callbacks:
-        print(f"wall per step, whole run: {(time.perf_counter() - t0) / steps * 1e3:.0f} ms", flush=True)
+    with cpu_compile(sc.get("compile_cpu")):
+        stats = train_lora(data_dir=work, base_model=work / "base", out_adapter=out / "adapter", checkpoint_dir=out / "ckpt",
+                           settings=settings, rows=rows, examples=(examples, examples[:8]), callbacks=tuple(callbacks))  # fmt: skip
+    if profiled:
+        print(f"wall per step, whole run: {(time.perf_counter() - t0) / profiled[1] * 1e3:.0f} ms", flush=True)
     timed = [r for r in stats["loss_curve"] if "tokens_per_s" in r][1:]  # the first interval compiles
+    if profiled:
+        timed = [r for r in timed if r["step"] < profiled[0]] or timed  # (smoke: too few steps to leave them out)
     tok_s = sum(r["tokens_per_s"] for r in timed) / max(len(timed), 1)
     mfus = [r["mfu"] for r in timed if "mfu" in r]
+    compiled = settings.train["torch_compile"] and (torch.cuda.is_available() or bool(sc.get("compile_cpu")))
     return {
-        "variant": name, "attention": stats["attention"], "compile": settings.train["torch_compile"],
+        "variant": name, "attention": stats["attention"], "compile": compiled,
         "pack_length": settings.pack_length, "rows_per_step": stats["global_batch_size"],
+        "micro_batch": settings.train["micro_batch_size"], "dropout": settings.dropout, "adapter_dtype": settings.adapter_dtype,
+        "profiled_steps": profiled,
         "real_tokens_per_s": round(tok_s), "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
         "flops_per_token": stats["flops_per_token"], "fill": stats["packing"]["fill"],
         "max_mem_gb": stats["peak_memory_gb"] if torch.cuda.is_available() else None,
         "loss_curve": [round(r["loss"], 4) for r in stats["loss_curve"]],
     }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- recompiles, the profile
+
+
+class DynamoCounts:
+    """Dynamo's recompiles (each with the training step it happened at and its first guard failure),
+    graphs and graph breaks in this process, from dynamo's own ``recompiles`` log and counters."""
+
+    def __init__(self):
+        import logging
+
+        import torch
+        import torch._dynamo.guards  # noqa: F401  (registers the artifact logger)
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()  # smoke runs every variant in one process: count each from zero
+        counters.clear()
+        self.step, self.events = 0, []
+        torch._logging.set_logs(recompiles=True)  # also printed by torch's own handler (stderr)
+        self.handler = logging.Handler()
+        self.handler.emit = lambda record: self.events.append((self.step, record.getMessage()))
+        self.loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.endswith(".__recompiles")]
+        for lg in self.loggers:
+            lg.addHandler(self.handler)
+
+    def step_callback(self):
+        from transformers import TrainerCallback
+
+        counts = self
+
+        class Step(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                counts.step = state.global_step + 1
+
+        return Step()
+
+    def result(self, after_step: int | None) -> dict:
+        from torch._dynamo.utils import counters
+
+        for lg in self.loggers:
+            lg.removeHandler(self.handler)
+
+        def reason(msg: str) -> str:
+            lines = msg.splitlines()
+            fn = lines[0].replace("Recompiling function ", "").split(" in ")[0] if lines else "?"
+            first = next((ln.strip() for ln in lines[1:] if ln.strip().startswith("- ")), "")
+            return f"{fn}: {first}"[:240]
+
+        reasons = list(dict.fromkeys(f"step {st}: {reason(m)}" for st, m in self.events))
+        breaks = counters["graph_break"]
+        return {
+            "recompiles": len(self.events),
+            "recompiles_timed": sum(st > after_step for st, _ in self.events) if after_step is not None else None,
+            "recompile_reasons": reasons[:4], "graphs": counters["stats"]["unique_graphs"],
+            "graph_breaks": sum(breaks.values()), "graph_break_reasons": [k[:200] for k in list(breaks)[:3]],
+        }  # fmt: skip
+
+
+DYNAMO: DynamoCounts | None = None
+
+
+@contextlib.contextmanager
+def cpu_compile(on: bool):
+    """``--compile-cpu``: the stage's compiled blocks on the CPU too (which the stage itself never
+    does), with the ``aot_eager`` backend: dynamo's guards, recompiles and graph breaks as on a
+    GPU, without inductor's C++ build."""
+    if not on:
+        yield
+        return
+    import dataclasses
+    import functools
+
+    import cama.lora.settings as LS
+    import cama.train.run as R
+
+    train_settings, compile_blocks = LS.train_settings, R.compile_blocks
+
+    def compiled(lora, *, max_steps, cuda):
+        cfg = train_settings(lora, max_steps=max_steps, cuda=cuda)
+        return dataclasses.replace(cfg, torch_compile=bool(lora.train.get("torch_compile", True)))
+
+    LS.train_settings, R.compile_blocks = compiled, functools.partial(compile_blocks, backend="aot_eager")
+    try:
+        yield
+    finally:
+        LS.train_settings, R.compile_blocks = train_settings, compile_blocks
+
+
+def profiler(start: int, steps: int, cap_s: float):
+    """A callback: profile training steps ``start + 1 .. start + steps``, print the summary
+    (given up after ``cap_s`` seconds), then stop the run."""
+    import threading
+
+    import torch
+    from transformers import TrainerCallback
+
+    cuda = torch.cuda.is_available()
+    activity = torch.profiler.ProfilerActivity.CUDA if cuda else torch.profiler.ProfilerActivity.CPU
+
+    class Profile(TrainerCallback):
+        prof, t0 = None, 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == start and self.prof is None:
+                if cuda:
+                    torch.cuda.synchronize()
+                self.prof = torch.profiler.profile(activities=[activity], record_shapes=False, with_stack=False,
+                                                   profile_memory=False, with_flops=False)  # fmt: skip
+                self.prof.start()
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is None or state.global_step != start + steps:
+                return
+            if cuda:
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.t0
+            self.prof.stop()  # the events are parsed lazily, below, under the cap
+            control.should_training_stop = True
+            out: list[str] = []
+
+            def summarise():
+                try:
+                    out.append(profile_summary(self.prof, steps, wall, cuda))
+                except Exception as e:  # a profile is a diagnosis: never fail the measurement for it
+                    out.append(f"profile: no summary ({type(e).__name__}: {e})")
+
+            t = threading.Thread(target=summarise, daemon=True)
+            t.start()
+            t.join(cap_s)
+            print(out[0] if out else f"profile: summary not done in {cap_s:.0f} s; abandoned", flush=True)
+
+    return Profile()
+
+
+def _busy_seconds(intervals) -> float:
+    """Length of the union of (start, end) intervals."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def profile_summary(prof, steps: int, wall_s: float, cuda: bool) -> str:
+    """Device busy and idle (host gaps) per step, then the costliest kernels (GPU) or ops (CPU) by self time."""
+    from torch.autograd import DeviceType
+
+    events = prof.events()
+    if cuda:
+        spans = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA]
+        what = "GPU kernels"
+    else:  # top-level ops: the rest of the window is Python and the framework around them
+        spans = [(e.time_range.start, e.time_range.end) for e in events if e.cpu_parent is None and not e.is_async]
+        what = "top-level CPU ops"
+    busy = _busy_seconds(spans) / 1e6  # the profiler's clock is in microseconds
+    lines = [f"profile, {steps} steps: wall {wall_s / steps * 1e3:.1f} ms a step; {what} busy {busy / steps * 1e3:.1f} ms "
+             f"a step; idle (host gaps) {100 * max(0.0, 1 - busy / wall_s):.1f} % of the window"]  # fmt: skip
+    if cuda:
+        lines.append(_pretrain_mfu().kernel_summary(prof, steps))  # by kind, then the 25 costliest kernels
+    else:
+        rows = sorted(((e.self_cpu_time_total / steps / 1e3, e.count // steps, e.key[:120]) for e in prof.key_averages()),
+                      reverse=True)[:25]  # fmt: skip
+        lines += [f"{ms:8.2f} ms {n:5d}x  {key}" for ms, n, key in rows]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -342,13 +561,18 @@ def _pretrain_mfu():
 def run_variant(name: str, work: Path, sc: dict) -> dict:
     import torch
 
+    global DYNAMO
     stub_pyarrow()
     prepare(work, sc)
     t0 = time.perf_counter()
+    DYNAMO = DynamoCounts()
     try:
         res = run_peer(name, work, sc) if name.startswith("peer_") else run_ours(name, work, sc)
     except ImportError as e:
         res = {"variant": name, "skipped": f"{type(e).__name__}: {e}"}
+    # ours: recompiles after the first logged interval fall in the timed steps
+    res.update(DYNAMO.result(after_step=sc["log"] if name.startswith("ours") and name != "ours_match" else None))
+    DYNAMO = None
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     if torch.cuda.is_available():
         res["gpu"] = torch.cuda.get_device_name()
@@ -383,27 +607,35 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, a few steps (checks the script)")
     p.add_argument("--work", default=None, help="scratch folder (default: a fresh temporary one)")
     p.add_argument("--timeout", type=int, default=420, help="seconds a variant may take (its process is then killed)")
-    p.add_argument("--profile", action="store_true", help="ours*: print GPU time per step by kernel (2 late steps)")
+    p.add_argument("--profile", nargs="?", const="ours", default="", metavar="VARIANTS",
+                   help="profile these ours* variants (default: ours) over 2 late steps; see the module docstring")
+    p.add_argument("--profile-cap", type=float, default=90, help="seconds the profile's summary may take")
+    p.add_argument("--compile-cpu", action="store_true", help="with --smoke: compile the blocks on the CPU too "
+                   "(aot_eager backend: dynamo's guards and recompiles without inductor)")
+    p.add_argument("--processes", action="store_true", help="with --smoke: each variant in its own process, "
+                   "as without --smoke (checks that path)")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)  # one variant, in this process
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
-    sc = {**scale(a.smoke), "smoke": a.smoke}
-    if a.profile:
-        os.environ["CAMA_BENCH_PROFILE"] = "1"  # the variants' processes inherit it
+    sc = {**scale(a.smoke), "smoke": a.smoke, "compile_cpu": a.smoke and a.compile_cpu}
+    if a.profile:  # the variants' processes inherit these
+        os.environ["CAMA_BENCH_PROFILE"], os.environ["CAMA_BENCH_PROFILE_CAP"] = a.profile, str(a.profile_cap)
     a.variants = a.variants or (",".join((STRONGEST, "ours", "ours_match")) if a.smoke else ",".join(PEERS + OURS))
     if a.variant:
         res = run_variant(a.variant, Path(a.work), sc)
         Path(a.out).write_text(json.dumps(res))
-        return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # the result is written: no interpreter teardown to hang in (profiler, compile workers)
     import tempfile
 
     work = Path(a.work or tempfile.mkdtemp(prefix="lora_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     results = {}
-    if a.smoke:  # in this process: the tiny model trains in seconds, imports would dominate
+    if a.smoke and not a.processes:  # in this process: the tiny model trains in seconds, imports would dominate
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
         for name in a.variants.split(","):
             results[name] = run_variant(name, work, sc)
             print(json.dumps({k: v for k, v in results[name].items() if k != "loss_curve"}), flush=True)
@@ -411,14 +643,20 @@ def main() -> None:
         return
     for name in a.variants.split(","):
         out = work / f"{name}.json"
-        cmd = [sys.executable, __file__, "--variant", name, "--work", str(work), "--out", str(out)]
+        out.unlink(missing_ok=True)  # an earlier call's, in the same --work
+        cmd = [sys.executable, __file__, "--variant", name, "--work", str(work), "--out", str(out),
+               *(["--smoke"] if a.smoke else []), *(["--compile-cpu"] if sc["compile_cpu"] else [])]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
-            if a.profile:
+            if name in a.profile.split(","):
                 print(proc.stdout[-6000:], flush=True)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             results[name] = {"variant": name, "failed": f"timed out after {a.timeout} s"}
+            if out.exists():  # done, then stuck on the way out: the result stands
+                results[name] = {**json.loads(out.read_text()), "note": f"killed after {a.timeout} s, its result written"}
+            partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            print(partial[-6000:], flush=True)  # what it printed (a profile, say) before it was killed
         else:
             if proc.returncode == 0 and out.exists():
                 results[name] = json.loads(out.read_text())

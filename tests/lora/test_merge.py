@@ -86,3 +86,12 @@ def test_an_unknown_target_module_is_a_clear_error(tiny_base):
 
     with pytest.raises(ConfigError, match=r"lora.target_modules: 'query_key_value' not in LlamaForCausalLM \(its linear layers: .*q_proj"):
         lora_model(tiny_base, r=4, alpha=8, dropout=0.0, targets=["q_proj", "query_key_value"], dtype=torch.float32)
+
+
+@pytest.mark.parametrize(("setting", "want"), [("fp32", torch.float32), ("base", torch.bfloat16)])
+def test_adapter_dtype_keeps_the_adapters_in_fp32_or_the_bases_dtype(tiny_base, setting, want):
+    from cama.lora.model import lora_model
+
+    m = lora_model(tiny_base, r=4, alpha=8, dropout=0.0, targets=["q_proj"], dtype=torch.bfloat16, adapter_dtype=setting)
+    assert {p.dtype for p in m.parameters() if p.requires_grad} == {want}
+    assert {p.dtype for p in m.parameters() if not p.requires_grad} == {torch.bfloat16}  # the frozen base

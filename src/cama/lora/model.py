@@ -3,7 +3,8 @@
 ``lora_model`` loads the base (bf16 on a GPU, fp32 on the CPU, frozen), checks that every
 target module exists (peft itself only complains when *none* matches), and wraps it with
 peft's ``LoraConfig``; the adapters stay fp32 (peft's default), and the Trainer's autocast
-runs their matmuls in bf16 on a GPU.
+runs their matmuls in bf16 on a GPU (``adapter_dtype: base`` keeps them in the base's dtype
+instead: peft's ``autocast_adapter_dtype=False``).
 
 ``use_packed_forward`` replaces the forward of the causal LM inside the peft model (this
 instance only) by ``packed_forward``: the decoder on a packed row, then ``cama.lora.loss``.
@@ -152,11 +153,13 @@ def check_targets(model, targets: list[str], key: str = "lora.target_modules") -
 
 
 def lora_model(base_dir: str | os.PathLike, *, r: int, alpha: float, dropout: float, targets: list[str],
-               dtype, attention: str = "sdpa", device=None, seed: int | None = None):  # fmt: skip
+               dtype, attention: str = "sdpa", device=None, seed: int | None = None,
+               adapter_dtype: str = "fp32"):  # fmt: skip
     """The frozen base with LoRA adapters on ``targets`` (a ``PeftModel``).
 
     ``seed`` seeds torch's generator right before peft draws the A matrices, so every run
-    and every rank starts from the same adapters."""
+    and every rank starts from the same adapters. ``adapter_dtype``: ``fp32``, or ``base``
+    (the base's ``dtype``)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -172,7 +175,7 @@ def lora_model(base_dir: str | os.PathLike, *, r: int, alpha: float, dropout: fl
                         bias="none", task_type="CAUSAL_LM")  # fmt: skip
     if seed is not None:
         torch.manual_seed(seed)
-    return get_peft_model(base, config)
+    return get_peft_model(base, config, autocast_adapter_dtype=adapter_dtype == "fp32")
 
 
 def causal_lm(peft_model):

@@ -34,6 +34,8 @@ class LoraSettings:
     """LoRA alpha; the update is scaled by alpha / r."""
     dropout: float
     """Dropout on the adapters' input."""
+    adapter_dtype: Literal["fp32", "base"]
+    """The adapters' weights: fp32, or the frozen base's dtype."""
     target_modules: list[str]
     """Linear layers that get adapters; a name the model lacks is an error."""
     cutoff_len: int

@@ -153,7 +153,8 @@ def train_lora(
 
     def model():
         net = lora_model(base_model, r=settings.r, alpha=settings.alpha, dropout=settings.dropout,
-                         targets=settings.target_modules, dtype=dtype, seed=train_cfg.seed)  # fmt: skip
+                         targets=settings.target_modules, dtype=dtype, seed=train_cfg.seed,
+                         adapter_dtype=settings.adapter_dtype)  # fmt: skip
         use_packed_forward(net, attention, max_len=settings.cutoff_len, fused_loss=settings.fused_loss,
                            loss_chunk=settings.loss_chunk)  # fmt: skip
         return net
