@@ -17,10 +17,20 @@ Peak RSS is each process's own ``ru_maxrss`` (from ``wait4``), which counts the 
 files it touched. Targets (issue 14): ours <= 2 shards + 500 MB; wall time at least 0.5x the cp
 of the same files (cp time / our time >= 0.5); recovery bit-exact on every tensor.
 
+Fair timing: every timed step starts after ``sync`` has returned (outside the timing), so no step
+pays for the writeback of what the previous one wrote; that ``sync``'s own time is reported as the
+step's "sync after" (the writeback it left behind). ``--repeat N`` runs cp and ours interleaved N
+times (make, then recover; which of the two goes first alternates), and reports every pair, its
+load average, and the median ratio. Not equal work: ``cama recover`` fsyncs its output before
+renaming it into place (so a crash cannot leave a complete-looking folder with lost pages), while
+``cp`` and ``cama diff make`` leave their writeback to the kernel; recover's "sync after" is ~0.
+
     python benchmarks/diff_memory.py --workdir /tmp/cama-diffbench     # ~2.2 GB x 2 models
+    python benchmarks/diff_memory.py --models /tmp/m --skip-alpaca --repeat 5
     python benchmarks/diff_memory.py --smoke                            # a 4-layer model, seconds
 
-The alpaca baseline needs ~10 GB of free memory for the full shape; ``--skip-alpaca`` leaves it out.
+The alpaca baseline (run once, after the pairs) needs ~10 GB of free memory for the full shape;
+``--skip-alpaca`` leaves it out.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import filecmp
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -148,10 +159,25 @@ def weights(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
 
+def quiet() -> float:
+    """``sync``: returns once the kernel has written back every dirty page; the seconds it took."""
+    t = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - t
+
+
+def timed(cmd: list[str]) -> dict:
+    """``run(cmd)`` after a ``sync`` (outside the timing); ``sync_after``: the writeback it left."""
+    quiet()
+    r = run(cmd)
+    r["sync_after"] = quiet()
+    return r
+
+
 def cp(folders: list[Path], dest: Path) -> dict:
     """``cp -r`` of the model folders a step reads."""
     dest.mkdir(parents=True, exist_ok=True)
-    r = run(["cp", "-r", *map(str, folders), str(dest)])
+    r = timed(["cp", "-r", *map(str, folders), str(dest)])
     r["bytes"] = sum(f.stat().st_size for d in folders for f in d.iterdir())
     shutil.rmtree(dest)
     return r
@@ -188,6 +214,7 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="reuse (or make and keep) the base/ and tuned/ models here")
     ap.add_argument("--shard-mb", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="pairs of cp and ours per step, interleaved (default 1)")
     ap.add_argument("--smoke", action="store_true", help="a 4-layer model: checks the script in seconds")
     ap.add_argument("--skip-alpaca", action="store_true", help="leave out the fp32 whole-model baseline")
     ap.add_argument("--json", default=None, help="also write the figures here")
@@ -212,50 +239,88 @@ def main() -> None:
         base, tuned = models / "base", models / "tuned"
         model_bytes = sum(f.stat().st_size for f in weights(tuned))
         shards = len(weights(tuned))
+        cores = f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable)"
         print(f"models: 2 x {model_bytes / 1e9:.2f} GB bf16, {shards} shards of <= {shard_bytes / 1e6:.0f} MB, "
-              f"ready in {time.perf_counter() - t0:.0f} s; load {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")  # fmt: skip
-        res: dict = {"model_bytes": model_bytes, "shards": shards, "shard_bytes": shard_bytes, "load_before": os.getloadavg()}
+              f"ready in {time.perf_counter() - t0:.0f} s; load {os.getloadavg()[0]:.1f}, {cores}")  # fmt: skip
+        res: dict = {"model_bytes": model_bytes, "shards": shards, "shard_bytes": shard_bytes, "cores": cores,
+                     "threads": a.threads, "load_before": os.getloadavg(), "pairs": []}  # fmt: skip
         th = ["--threads", str(a.threads)]
-        res["cp_make"] = cp([base, tuned], work / "cp")
-        res["ours_make"] = run([py, "-m", "cama.cli", "diff", "make", "--base", str(base), "--tuned", str(tuned),
-                                "--out", str(work / "diff"), "--max-shard-size", f"{shard_bytes}B", *th])  # fmt: skip
-        res["cp_recover"] = cp([base, work / "diff"], work / "cp")
-        res["ours_recover"] = run([py, "-m", "cama.cli", "recover", "--base", str(base), "--diff", str(work / "diff"),
-                                   "--out", str(work / "ours_recovered"), *th])  # fmt: skip
+        diff, recovered = work / "diff", work / "ours_recovered"
+        steps = {
+            "make": ([base, tuned], [py, "-m", "cama.cli", "diff", "make", "--base", str(base), "--tuned", str(tuned),
+                                     "--out", str(diff), "--max-shard-size", f"{shard_bytes}B", *th]),
+            "recover": ([base, diff], [py, "-m", "cama.cli", "recover", "--base", str(base), "--diff", str(diff),
+                                       "--out", str(recovered), *th]),
+        }  # fmt: skip
+        print(PAIR_HEAD)
+        for rep in range(a.repeat):
+            for step, (folders, cmd) in steps.items():
+                shutil.rmtree(recovered, ignore_errors=True)
+                order = ("cp", "ours") if rep % 2 == 0 else ("ours", "cp")
+                pair = {"rep": rep + 1, "step": step, "first": order[0], "load": os.getloadavg()[0]}
+                for who in order:
+                    pair[who] = cp(folders, work / "cp") if who == "cp" else timed(cmd)
+                pair["load_end"] = os.getloadavg()[0]
+                pair["ratio"] = pair["cp"]["wall"] / pair["ours"]["wall"]
+                res["pairs"].append(pair)
+                print(pair_line(pair), flush=True)
         if not a.skip_alpaca and free_mb() < model_bytes * 5 / 1e6:
             print(f"alpaca baseline skipped: {free_mb():.0f} MB available, it needs about {model_bytes * 5 / 1e6:.0f}")
         elif not a.skip_alpaca:
             arg = {"base": str(base), "tuned": str(tuned), "threads": a.threads}
-            res["alpaca_make"] = run([py, "-c", ALPACA, json.dumps({**arg, "step": "make", "out": str(work / "alpaca_diff")})])
-            res["alpaca_recover"] = run([py, "-c", ALPACA, json.dumps({**arg, "step": "recover", "diff": str(work / "alpaca_diff"),
-                                                                       "out": str(work / "alpaca_recovered")})])  # fmt: skip
+            res["alpaca_make"] = timed([py, "-c", ALPACA, json.dumps({**arg, "step": "make", "out": str(work / "alpaca_diff")})])
+            res["alpaca_recover"] = timed([py, "-c", ALPACA, json.dumps({**arg, "step": "recover", "diff": str(work / "alpaca_diff"),
+                                                                         "out": str(work / "alpaca_recovered")})])  # fmt: skip
         res["load_after"] = os.getloadavg()
-        # checks, after every measurement (they load tensors in this process)
-        res["ours_files_identical"] = all(filecmp.cmp(f, work / "ours_recovered" / f.name, shallow=False) for f in weights(tuned))
-        res["ours_exact"] = compare(tuned, work / "ours_recovered")
-        res["diff_bytes"] = sum(f.stat().st_size for f in weights(work / "diff"))
-        res["fixed_elements"] = json.loads((work / "diff" / "manifest.json").read_text())["stats"]["fixed_elements"]
+        # checks, after every measurement (they load tensors in this process); each recover
+        # also checked every tensor's sha256 itself
+        res["ours_files_identical"] = all(filecmp.cmp(f, recovered / f.name, shallow=False) for f in weights(tuned))
+        res["ours_exact"] = compare(tuned, recovered)
+        res["diff_bytes"] = sum(f.stat().st_size for f in weights(diff))
+        res["fixed_elements"] = json.loads((diff / "manifest.json").read_text())["stats"]["fixed_elements"]
         if "alpaca_make" in res:
             res["alpaca_diff_bytes"] = sum(f.stat().st_size for f in weights(work / "alpaca_diff"))
             res["alpaca_exact"] = compare(tuned, work / "alpaca_recovered")
-        report(res, shape)
+        report(res)
         if a.json:
-            Path(a.json).write_text(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "out"} if isinstance(v, dict) else v)
-                                                for k, v in res.items()}, indent=1))  # fmt: skip
+            Path(a.json).write_text(json.dumps(res, indent=1, default=str))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(res: dict, shape: dict) -> None:
+PAIR_HEAD = (
+    f"\n{'rep':>3} {'step':<8}{'first':>6}{'load':>6} | {'cp wall':>8}{'sync after':>11} | "
+    f"{'ours wall':>10}{'CPU s':>7}{'RSS MB':>8}{'sync after':>11} | {'cp/ours':>7}"
+)
+
+
+def pair_line(p: dict) -> str:
+    c, o = p["cp"], p["ours"]
+    return (
+        f"{p['rep']:>3} {p['step']:<8}{p['first']:>6}{p['load']:>6.1f} | {c['wall']:>8.1f}{c['sync_after']:>11.1f} | "
+        f"{o['wall']:>10.1f}{o['cpu']:>7.1f}{o['rss_mb']:>8.0f}{o['sync_after']:>11.1f} | {p['ratio']:>7.2f}"
+    )
+
+
+def report(res: dict) -> None:
     target = 2 * res["shard_bytes"] / 1e6 + 500
-    print(f"\n{'step':<16}{'wall s':>8}{'CPU s':>8}{'peak RSS MB':>13}{'cp wall s':>11}{'cp/this':>9}")
+    pairs = res["pairs"]
+    loads = [p["load"] for p in pairs] + [p["load_end"] for p in pairs]
+    print(f"\n{len(pairs) // 2} pair(s) per step, --threads {res['threads']}, {res['cores']}, "
+          f"load average {min(loads):.1f}-{max(loads):.1f}")  # fmt: skip
     for step in ("make", "recover"):
-        c = res[f"cp_{step}"]
-        for who in ("ours", "alpaca"):
-            if f"{who}_{step}" in res:
-                r = res[f"{who}_{step}"]
-                print(f"{who + ' ' + step:<16}{r['wall']:>8.1f}{r['cpu']:>8.1f}{r['rss_mb']:>13.0f}{c['wall']:>11.1f}{c['wall'] / r['wall']:>9.2f}")
-    peak = max(res["ours_make"]["rss_mb"], res["ours_recover"]["rss_mb"])
+        mine = [p for p in pairs if p["step"] == step]
+        ratios = [p["ratio"] for p in mine]
+        print(f"{step:<8} cp/ours median {statistics.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f}); "
+              f"wall s: cp median {statistics.median(p['cp']['wall'] for p in mine):.1f}, "
+              f"ours median {statistics.median(p['ours']['wall'] for p in mine):.1f} "
+              f"(CPU {statistics.median(p['ours']['cpu'] for p in mine):.1f})")  # fmt: skip
+        if f"alpaca_{step}" in res:
+            r, c = res[f"alpaca_{step}"], statistics.median(p["cp"]["wall"] for p in mine)
+            print(f"{'':<8} alpaca-style: wall {r['wall']:.1f} s, CPU {r['cpu']:.1f} s, peak RSS {r['rss_mb']:.0f} MB, "
+                  f"sync after {r['sync_after']:.1f} s; median cp / alpaca {c / r['wall']:.2f}")  # fmt: skip
+    print("(cama recover fsyncs its output before the rename; cp and cama diff make do not: see 'sync after')")
+    peak = max(p["ours"]["rss_mb"] for p in pairs)
     e, n = res["ours_exact"]
     print(f"\nours: peak RSS {peak:.0f} MB; target 2 shards + 500 MB = {target:.0f} MB: {'met' if peak <= target else 'MISSED'}")
     print(f"ours: {e}/{n} tensors bit-exact, shard files byte-identical: {res['ours_files_identical']}; "

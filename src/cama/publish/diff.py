@@ -63,14 +63,19 @@ log = logging.getLogger(__name__)
 
 DIFF_DTYPES = {"auto": None, "float32": "F32", "bfloat16": "BF16", "float16": "F16"}
 CHUNK_ELEMS = 1 << 22
+THREADS_HELP = "1: all in one thread; 2, 3: hash and write in 1 or 2 more; 4, 5: in 2 or 3 more, and one reads ahead (default 3)"
 # Which thread hashes or writes each stream of make's chunk loop, by the number of workers
 # (None: the main thread, in order). With one worker (``--threads 2``), the main thread hashes
 # the base itself: on the TinyLlama-shape benchmark (benchmarks/diff_memory.py), the worker alone
 # had 6.7-8.0 s of CPU (three hashes and the write) while the main thread had 4.2-4.5 s and
-# waited; this way the busier thread has 5.7-6.9 s, the total unchanged.
+# waited; this way the busier thread has 5.7-6.9 s, the total unchanged. With three (``--threads
+# 5``, beside a thread that reads ahead), the write has a lane of its own: with two, the lane that
+# hashed the diff and wrote it was the busiest thread (4.3-5.5 s; the 2.3 GB of ``pwrite`` take
+# 2.4-2.8 s of it).
 LANES = {
-    1: {"tuned": 0, "base": None, "diff": 0},
-    2: {"tuned": 0, "base": 0, "diff": 1},
+    1: {"tuned": 0, "base": None, "diff": 0, "write": 0},
+    2: {"tuned": 0, "base": 0, "diff": 1, "write": 1},
+    3: {"tuned": 0, "base": 0, "diff": 1, "write": 2},
 }
 # A tied base stores one matrix for both; a tuned model that unties them diffs against it.
 TIED_ALIASES = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -129,32 +134,44 @@ def shard_name(i: int, n: int) -> str:
 
 
 class _Reader:
-    """What the chunk loops share: open file descriptors, reused chunk buffers, and worker lanes.
+    """What the chunk loops share: open file descriptors, reused chunk buffers, and worker threads.
 
     - The buffers are reused for every chunk of every tensor: no allocation (and no page faults
       on fresh memory) in the inner loop. Measured on this project's CPU machine: 0.56 s of CPU
       per 256 MB of bf16 for the make step's arithmetic, against 1.71 s allocating per operation.
-    - With ``threads`` > 1, ``threads - 1`` worker threads ("lanes") hash and write while the
-      main thread reads and computes (hashlib, ``pread``/``pwrite`` and torch all release the
-      GIL); a hash object always goes to the same lane, so its updates stay in order. Buffers
+    - With ``threads`` > 1, worker threads ("lanes", ``threads - 1`` of them, 3 at most) hash
+      and write while the main thread reads and computes (hashlib, ``pread``/``pwrite`` and
+      torch all release the GIL); a hash object always goes to the same lane, so its updates stay in order. Buffers
       come in ``SLOTS`` sets, chunk ``k`` using set ``k % SLOTS``, and a set is reused only when
       the workers are done with it: the lanes may fall behind by two chunks before the main
       thread waits. On the benchmark's make (``--threads 2``, six alternating runs each, load
       average 1.6-3.6), three sets took 5.6-10.2 s (mean 8.4) against 5.7-13.5 s (mean 10.0)
-      with two. Torch's own
-      intra-op threads stay at one: on the shared 2-core machine, 2 OpenMP threads tripled the
-      CPU time of ``make`` (37.5 s against 16.0 s; they spin while waiting for a core).
+      with two.
+    - With ``threads`` >= 4, one worker reads ahead (:meth:`chunks`): chunk ``k + 1`` is read
+      while the main thread computes chunk ``k``; the other ``threads - 2`` are lanes (4: two,
+      as with 3; 5: three, see ``LANES``). This is for machines with cores to spare: it moves
+      work, it does not remove any. Per-thread CPU of the benchmark's make (TinyLlama shape,
+      measured on the 2-core machine, load average 2-5): at ``--threads 3`` the busiest thread
+      had 4.3-5.5 s (main 3.7-4.3); at ``--threads 5`` 3.1 s (main, ~1.5 s of it importing
+      torch; lanes 2.8, 1.4, 2.4-2.8; the reader 0.7), the total unchanged (10.7-11.1 s). Wall
+      time only follows where that many cores are free.
+    - Torch's own intra-op threads stay at one: on the shared 2-core machine, 2 OpenMP threads
+      tripled the CPU time of ``make`` (37.5 s against 16.0 s; they spin while waiting for a core).
     """
 
     SLOTS = 3
 
     def __init__(self, chunk: int = CHUNK_ELEMS, threads: int = 3):
+        import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self.chunk = chunk
         self.fds: dict[Path, int] = {}
+        self.fd_lock = threading.Lock()  # the read-ahead worker opens files too
         self.buffers: dict[tuple[str, object], object] = {}
-        self.workers = [ThreadPoolExecutor(1, thread_name_prefix=f"cama-io{i}") for i in range(threads - 1)]
+        self.ahead = ThreadPoolExecutor(1, thread_name_prefix="cama-read") if threads >= 4 else None
+        lanes = threads - 1 - (self.ahead is not None)
+        self.workers = [ThreadPoolExecutor(1, thread_name_prefix=f"cama-io{i}") for i in range(lanes)]
         self.pending: dict[int, list] = {s: [] for s in range(self.SLOTS)}
 
     def later(self, slot: int, fn, *args, lane: int | None = 0) -> None:
@@ -179,9 +196,10 @@ class _Reader:
         return s
 
     def fd(self, path: Path) -> int:
-        if path not in self.fds:
-            self.fds[path] = os.open(path, os.O_RDONLY)
-        return self.fds[path]
+        with self.fd_lock:
+            if path not in self.fds:
+                self.fds[path] = os.open(path, os.O_RDONLY)
+            return self.fds[path]
 
     def buffer(self, key: str, dtype, n: int):
         """The first ``n`` elements of the reused buffer ``key`` of ``dtype`` (torch dtype)."""
@@ -197,12 +215,37 @@ class _Reader:
 
         return read_elements(self.fd(info.file), info, start, n, out=self.buffer(key, torch.float64, n).view(torch.uint8))
 
+    def chunks(self, begin: int, end: int, *infos: TensorInfo):
+        """Elements ``[begin, end)`` of each of ``infos`` (tensors of as many elements or more), a
+        chunk at a time: yields ``(slot, start, n, views)``, the views read into buffers of a set
+        the workers are done with. With a read-ahead worker, chunk ``k + 1`` is read while the
+        caller works on chunk ``k``."""
+        starts = range(begin, end, self.chunk)
+
+        def load(k: int):
+            start, s = starts[k], self.slot(k)
+            n = min(self.chunk, end - start)
+            return s, start, n, [self.read(info, start, n, f"in{i}.{s}") for i, info in enumerate(infos)]
+
+        if self.ahead is None:
+            for k in range(len(starts)):
+                yield load(k)
+            return
+        nxt = self.ahead.submit(load, 0) if starts else None
+        try:
+            for k in range(len(starts)):
+                cur = nxt.result()  # re-raises the read's exception here
+                nxt = self.ahead.submit(load, k + 1) if k + 1 < len(starts) else None
+                yield cur
+        finally:  # also when the caller stops early: no read left writing into a buffer
+            if nxt is not None and not nxt.cancel():
+                nxt.exception()  # waits for it; an error of its own matters less than the caller's
+
     def stream(self, info: TensorInfo, begin: int, end: int, *fns) -> None:
         """Read elements ``[begin, end)`` of ``info`` a chunk at a time; each ``fn(start, bytes)``
         runs on its own lane, in order."""
-        for k, start in enumerate(range(begin, end, self.chunk)):
-            n, s = min(self.chunk, end - start), self.slot(k)
-            data = tensor_bytes(self.read(info, start, n, f"s{s}"))
+        for s, start, _, (view,) in self.chunks(begin, end, info):
+            data = tensor_bytes(view)
             for lane, fn in enumerate(fns):
                 self.later(s, fn, start, data, lane=lane)
         self.wait()
@@ -211,7 +254,7 @@ class _Reader:
         for s in self.pending:
             for job in self.pending[s]:
                 job.cancel()
-        for worker in self.workers:
+        for worker in [*self.workers, *([self.ahead] if self.ahead else [])]:
             worker.shutdown(wait=True)
         for fd in self.fds.values():
             os.close(fd)
@@ -294,7 +337,8 @@ def make_diff(
 ) -> dict:
     """Write the diff folder ``out`` (shards, manifest, the tuned folder's other files); return stats.
 
-    ``threads``: 1 does everything in this thread; 2 or 3 hash and write in 1 or 2 more.
+    ``threads``: 1 does everything in this thread; 2 or 3 hash and write in 1 or 2 more; 4 or 5
+    add a thread that reads ahead, with 2 or 3 lanes (see ``_Reader``).
     """
     import torch
 
@@ -471,12 +515,10 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     idx_code = "I32" if t.numel < 2**31 else "I64"
     idx_np = np.dtype(DTYPES[idx_code][0])
     fix_budget = t.nbytes // (itemsize(idx_code) + itemsize(t.dtype))  # more fixes than this: send it whole
-    lanes = LANES[min(len(reader.workers), 2)] if reader.workers else {}
+    lanes = LANES[min(len(reader.workers), 3)] if reader.workers else {}
     with tempfile.TemporaryFile(dir=tmp) as fix_idx, tempfile.TemporaryFile(dir=tmp) as fix_val:
         w.begin(t.name, p.diff_dtype, diff_shape)
-        for k, start in enumerate(range(0, overlap, chunk)):
-            n, s = min(chunk, overlap - start), reader.slot(k)  # a buffer set the workers are done with
-            tv, bv = reader.read(t, start, n, f"t{s}"), reader.read(b, start, n, f"b{s}")
+        for s, start, n, (tv, bv) in reader.chunks(0, overlap, t, b):
             reader.later(s, th.update, tensor_bytes(tv), lane=lanes.get("tuned"))
             if bh is not None:
                 reader.later(s, bh.update, tensor_bytes(bv), lane=lanes.get("base"))
@@ -487,7 +529,7 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
             arith("add", d, bv, r, b_wide)  # what recovery will compute: cast_T(diff + base)
             data = tensor_bytes(d)
             reader.later(s, dh.update, data, lane=lanes.get("diff"))
-            reader.later(s, pwrite_all, w.fd, data, w.reserve(len(data)), lane=lanes.get("diff"))
+            reader.later(s, pwrite_all, w.fd, data, w.reserve(len(data)), lane=lanes.get("write"))
             # the elements recovery would get wrong, compared as bits (NaN, -0.0), by numpy: 1.1-1.5
             # ms per 4M bf16 here, against 2.6-4.5 ms for torch.ne
             tb, rb = tv.view(bits).numpy(), r.view(bits).numpy()
@@ -589,7 +631,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     make.add_argument("--max-shard-size", default="2GB", help="largest diff shard, e.g. 500MB (default 2GB)")
     make.add_argument("--chunk-elems", type=int, default=CHUNK_ELEMS, help="elements per chunk (memory ~ 40 bytes each)")
     make.add_argument("--stats", default=None, help="also write the stats here (JSON)")
-    make.add_argument("--threads", type=int, default=3, choices=[1, 2, 3], help="1: all in one thread; 2, 3: hash and write in 1 or 2 more (default 3)")
+    make.add_argument("--threads", type=int, default=3, choices=range(1, 6), help=THREADS_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from cama.errors import CamaError
-from cama.publish.diff import CHUNK_ELEMS, _Arith, _Reader, _rows_elems, peak_rss_mb
+from cama.publish.diff import CHUNK_ELEMS, THREADS_HELP, _Arith, _Reader, _rows_elems, peak_rss_mb
 from cama.publish.errors import DiffIntegrityError, ManifestMismatchError, WrongBaseError
 from cama.publish.manifest import MANIFEST, check_files, load_manifest
 from cama.publish.safetensors_io import (
@@ -142,7 +142,8 @@ def recover(
 ) -> dict:
     """Rebuild the tuned model folder ``out`` from ``base`` and the diff folder; return stats.
 
-    ``threads``: 1 does everything in this thread; 2 or 3 hash and write in 1 or 2 more.
+    ``threads``: 1 does everything in this thread; 2 or 3 hash and write in 1 or 2 more; 4 or 5
+    add a thread that reads ahead, with 2 or 3 lanes (see ``cama.publish.diff._Reader``).
     """
     import torch
 
@@ -244,12 +245,12 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
         overlap = _rows_elems(dest, e.get("base_rows"))
         fixes = _Fixes(reader, diff_headers, e, chunk) if "fix" in e else None
         dh = hashlib.sha256()
-        # the diff's hash on the first worker, the result's hash and write on the second; with one
-        # worker the main thread hashes the diff itself (see LANES in cama.publish.diff)
+        # the diff's hash on the first worker, the result's hash and write on the second (with a
+        # third, the write on it); with one worker the main thread hashes the diff itself (see
+        # LANES in cama.publish.diff)
         dh_lane = 0 if len(reader.workers) > 1 else None
-        for k, start in enumerate(range(0, overlap, chunk)):
-            n, s = min(chunk, overlap - start), reader.slot(k)  # a buffer set the workers are done with
-            dv, bv = reader.read(d, start, n, f"d{s}"), reader.read(b, start, n, "b")
+        write_lane = 2 if len(reader.workers) > 2 else 1
+        for s, start, n, (dv, bv) in reader.chunks(0, overlap, d, b):
             reader.later(s, dh.update, tensor_bytes(dv), lane=dh_lane)
             r = reader.buffer(f"r{s}", T, n)
             arith("add", dv, bv, r)  # cast_T(diff + base), as make computed it
@@ -262,7 +263,7 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
                     r[idx.long() - start] = val
             v = tensor_bytes(r)
             reader.later(s, th.update, v, lane=1)
-            reader.later(s, pwrite_all, fd, v, dest.begin + start * size, lane=1)
+            reader.later(s, pwrite_all, fd, v, dest.begin + start * size, lane=write_lane)
         reader.wait()
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
         if fixes is not None:
@@ -340,7 +341,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diff", required=True, help="the diff folder (manifest.json + diff shards)")
     parser.add_argument("--out", required=True, help="the tuned model folder to write (must not exist, or be empty)")
     parser.add_argument("--chunk-elems", type=int, default=CHUNK_ELEMS, help="elements per chunk (memory ~ 40 bytes each)")
-    parser.add_argument("--threads", type=int, default=3, choices=[1, 2, 3], help="1: all in one thread; 2, 3: hash and write in 1 or 2 more (default 3)")
+    parser.add_argument("--threads", type=int, default=3, choices=range(1, 6), help=THREADS_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
