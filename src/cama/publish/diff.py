@@ -77,6 +77,14 @@ LANES = {
     2: {"tuned": 0, "base": 0, "diff": 1, "write": 1},
     3: {"tuned": 0, "base": 0, "diff": 1, "write": 2},
 }
+# The same for recover's chunk loop: the diff's hash on the first worker, the recovered tensor's
+# hash and write on the second (with a third, the write on it); with one worker the main thread
+# hashes the diff itself.
+RECOVER_LANES = {
+    1: {"diff": None, "result": 0, "write": 0},
+    2: {"diff": 0, "result": 1, "write": 1},
+    3: {"diff": 0, "result": 1, "write": 2},
+}
 # A tied base stores one matrix for both; a tuned model that unties them diffs against it.
 TIED_ALIASES = {"lm_head.weight": "model.embed_tokens.weight"}
 
@@ -181,6 +189,10 @@ class _Reader:
             fn(*args)
         else:
             self.pending[slot].append(self.workers[lane % len(self.workers)].submit(fn, *args))
+
+    def lanes(self, table: dict[int, dict]) -> dict:
+        """``table``'s row (``LANES``, ``RECOVER_LANES``) for this many workers; none: all inline."""
+        return table[min(len(self.workers), 3)] if self.workers else {}
 
     def wait(self, slot: int | None = None) -> None:
         """Until the workers are done with the buffers of ``slot`` (all slots when None)."""
@@ -515,7 +527,7 @@ def _diff_tensor(p: Planned, w: ReservedShardWriter, reader: _Reader, base_hash:
     idx_code = "I32" if t.numel < 2**31 else "I64"
     idx_np = np.dtype(DTYPES[idx_code][0])
     fix_budget = t.nbytes // (itemsize(idx_code) + itemsize(t.dtype))  # more fixes than this: send it whole
-    lanes = LANES[min(len(reader.workers), 3)] if reader.workers else {}
+    lanes = reader.lanes(LANES)
     with tempfile.TemporaryFile(dir=tmp) as fix_idx, tempfile.TemporaryFile(dir=tmp) as fix_val:
         w.begin(t.name, p.diff_dtype, diff_shape)
         for s, start, n, (tv, bv) in reader.chunks(0, overlap, t, b):

@@ -27,7 +27,15 @@ import time
 from pathlib import Path
 
 from cama.errors import CamaError
-from cama.publish.diff import CHUNK_ELEMS, THREADS_HELP, _Arith, _Reader, _rows_elems, peak_rss_mb
+from cama.publish.diff import (
+    CHUNK_ELEMS,
+    RECOVER_LANES,
+    THREADS_HELP,
+    _Arith,
+    _Reader,
+    _rows_elems,
+    peak_rss_mb,
+)
 from cama.publish.errors import DiffIntegrityError, ManifestMismatchError, WrongBaseError
 from cama.publish.manifest import MANIFEST, check_files, load_manifest
 from cama.publish.safetensors_io import (
@@ -245,13 +253,9 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
         overlap = _rows_elems(dest, e.get("base_rows"))
         fixes = _Fixes(reader, diff_headers, e, chunk) if "fix" in e else None
         dh = hashlib.sha256()
-        # the diff's hash on the first worker, the result's hash and write on the second (with a
-        # third, the write on it); with one worker the main thread hashes the diff itself (see
-        # LANES in cama.publish.diff)
-        dh_lane = 0 if len(reader.workers) > 1 else None
-        write_lane = 2 if len(reader.workers) > 2 else 1
+        lanes = reader.lanes(RECOVER_LANES)
         for s, start, n, (dv, bv) in reader.chunks(0, overlap, d, b):
-            reader.later(s, dh.update, tensor_bytes(dv), lane=dh_lane)
+            reader.later(s, dh.update, tensor_bytes(dv), lane=lanes.get("diff"))
             r = reader.buffer(f"r{s}", T, n)
             arith("add", dv, bv, r)  # cast_T(diff + base), as make computed it
             if fixes is not None:
@@ -262,8 +266,8 @@ def _rebuild(e: dict, dest: TensorInfo, fd: int, base: ModelFiles, diff_headers:
                         fixes.damaged()
                     r[idx.long() - start] = val
             v = tensor_bytes(r)
-            reader.later(s, th.update, v, lane=1)
-            reader.later(s, pwrite_all, fd, v, dest.begin + start * size, lane=write_lane)
+            reader.later(s, th.update, v, lane=lanes.get("result"))
+            reader.later(s, pwrite_all, fd, v, dest.begin + start * size, lane=lanes.get("write"))
         reader.wait()
         _check(dh, e["diff"]["sha256"], f"diff shard {d.file.name}, tensor {e['name']!r}")
         if fixes is not None:
